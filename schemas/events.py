@@ -1,0 +1,218 @@
+"""The interaction event: one LLM run, as the producer publishes it and the consumer accepts it.
+
+Versioning: ``schema_version`` is the *major* version of this contract. Additive changes
+(a new optional field) keep the version, and readers ignore fields they do not know, so an
+older consumer keeps working with a newer producer. A change that removes or re-types a
+field bumps the version, and a consumer refuses versions it does not understand.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    NonNegativeFloat,
+    NonNegativeInt,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+"""The major version of the event contract this package writes and reads."""
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+
+DEFAULT_TOPIC = "llm.interactions"
+"""The topic the producer publishes to and the consumer reads from, unless configured."""
+
+DEFAULT_PROJECT_NAME = "LangChain-%Y-%m-%d"
+"""The old handler's default project name; formatted with the run's date by the producer."""
+
+Mode = Literal["prompt", "chat"]
+
+
+def unsupported_version_message(version: object) -> str:
+    """The one wording for an event of a schema version this reader does not understand."""
+    return (
+        f"unsupported schema_version {version!r}; this reader understands "
+        f"{sorted(SUPPORTED_SCHEMA_VERSIONS)} (upgrade the consumer to read newer events)"
+    )
+
+
+class _Model(BaseModel):
+    """Base for every part of the contract: unknown fields are ignored, floats are finite."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+class Role(StrEnum):
+    """Who wrote a chat message, in the vocabulary every fine-tuning tool reads."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class ToolCall(_Model):
+    """A tool call an assistant message asked for."""
+
+    name: str
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    id: str | None = None
+
+
+class Message(_Model):
+    """One chat message."""
+
+    role: Role
+    content: str
+    name: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = Field(default=None, description="For role=tool: the call it answers.")
+
+
+class Generation(_Model):
+    """One generated answer. Chat models also give the assistant message (with its tool calls)."""
+
+    text: str
+    message: Message | None = None
+    generation_info: dict[str, JsonValue] | None = None
+
+
+class TokenUsage(_Model):
+    """Token counts as reported by the model provider; any may be unknown."""
+
+    prompt_tokens: NonNegativeInt | None = None
+    completion_tokens: NonNegativeInt | None = None
+    total_tokens: NonNegativeInt | None = None
+
+
+class RunError(_Model):
+    """Why a run failed (``on_llm_error``)."""
+
+    type: str
+    message: str
+
+
+class Source(_Model):
+    """Where the event was produced."""
+
+    service: str | None = None
+    host: str | None = None
+
+
+class Target(_Model):
+    """Which Label Studio project the run belongs to, with the old handler's options.
+
+    ``project_id`` wins when set; otherwise ``project_name`` (already formatted by the
+    producer) names the project, created on first use with ``project_config`` or the default
+    config of ``mode``.
+    """
+
+    project_id: Annotated[int, Field(gt=0)] | None = None
+    project_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    project_config: str | None = Field(default=None, description="Label Studio labeling config XML.")
+    mode: Mode = "prompt"
+
+    @model_validator(mode="after")
+    def _needs_a_project(self) -> Self:
+        if self.project_id is None and self.project_name is None:
+            raise ValueError("target needs a project_id or a project_name")
+        return self
+
+
+class _EventBase(_Model):
+    schema_version: int = Field(description="Major version of this contract; readers refuse unknown ones.")
+    event_id: UUID = Field(description="Unique per published event (a retry of the same publish keeps it).")
+    run_id: UUID = Field(description="LangChain run id; the unit of exactly-once ingestion.")
+    parent_run_id: UUID | None = None
+    event_time: AwareDatetime = Field(description="When the event was built.")
+
+    generations: list[list[Generation]] = Field(
+        default_factory=list,
+        description="One list per input (prompt or conversation), n>1 answers each. Empty for a failed run.",
+    )
+    model_name: str | None = None
+    invocation_params: dict[str, JsonValue] = Field(default_factory=dict)
+    token_usage: TokenUsage | None = None
+    started_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+    latency_ms: NonNegativeFloat | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    source: Source = Field(default_factory=Source)
+    error: RunError | None = None
+    target: Target
+
+    @property
+    def inputs_count(self) -> int:
+        """How many inputs (prompts or conversations) the run had."""
+        raise NotImplementedError
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(unsupported_version_message(value))
+        return value
+
+    @model_validator(mode="after")
+    def _generations_match_inputs(self) -> Self:
+        n = self.inputs_count
+        if self.generations and len(self.generations) != n:
+            raise ValueError(
+                f"generations has {len(self.generations)} lists but the run has {n} inputs; "
+                "give one list of generations per input"
+            )
+        if not self.generations and self.error is None:
+            raise ValueError("a run without an error must carry its generations")
+        return self
+
+
+class PromptEvent(_EventBase):
+    """A text-completion run: one or more prompt strings (a batch call has several)."""
+
+    kind: Literal["prompt"]
+    prompts: list[str] = Field(min_length=1)
+
+    @property
+    def inputs_count(self) -> int:
+        return len(self.prompts)
+
+
+class ChatEvent(_EventBase):
+    """A chat-model run: one or more conversations (lists of messages with real roles)."""
+
+    kind: Literal["chat"]
+    messages: list[Annotated[list[Message], Field(min_length=1)]] = Field(min_length=1)
+
+    @property
+    def inputs_count(self) -> int:
+        return len(self.messages)
+
+
+InteractionEvent = Annotated[PromptEvent | ChatEvent, Field(discriminator="kind")]
+"""Either kind of event; ``kind`` says which."""
+
+INTERACTION_EVENT_ADAPTER: TypeAdapter[PromptEvent | ChatEvent] = TypeAdapter(InteractionEvent)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of :data:`InteractionEvent`, for producers written in other languages."""
+    schema = INTERACTION_EVENT_ADAPTER.json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://labelstudio-ingest.dev/schemas/interaction-event.v{SCHEMA_VERSION}.json"
+    schema["title"] = "InteractionEvent"
+    schema["description"] = (
+        f"One LLM run (schema_version {SCHEMA_VERSION}). Unknown properties are ignored by readers."
+    )
+    return schema

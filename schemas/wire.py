@@ -1,0 +1,182 @@
+"""The one wire format of events: UTF-8 JSON, keyed by ``run_id``. Encode and decode live only here.
+
+:func:`decode` never raises anything but :class:`EventDecodeError` for bad bytes, and its
+``reason`` is a short stable code (used for dead-letter headers and metric labels) while its
+message says what is wrong in words a person can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+import pydantic_core
+from pydantic import ValidationError
+
+from labelstudio_ingest.schemas.events import (
+    INTERACTION_EVENT_ADAPTER,
+    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
+    ChatEvent,
+    PromptEvent,
+    unsupported_version_message,
+)
+from labelstudio_ingest.schemas.limits import DEFAULT_LIMITS, Limits, limit_violations
+
+Event = PromptEvent | ChatEvent
+
+CONTENT_TYPE = "application/json"
+HEADER_CONTENT_TYPE = "content-type"
+HEADER_SCHEMA_VERSION = "schema-version"
+
+_MAX_ERRORS_SHOWN = 5
+_MAX_INPUT_SHOWN = 60
+
+
+class DecodeErrorReason(StrEnum):
+    """Why bytes are not an event. Stable codes: dashboards and dead-letter filters use them."""
+
+    EMPTY = "empty"
+    OVERSIZED = "oversized"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    UNSUPPORTED_VERSION = "unsupported_schema_version"
+    INVALID = "invalid"
+
+
+class EventDecodeError(ValueError):
+    """Bytes that are not a valid event, with a stable ``reason`` and a readable ``detail``."""
+
+    def __init__(self, reason: DecodeErrorReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def encode(event: Event) -> bytes:
+    """The event as UTF-8 JSON (unset optional fields left out)."""
+    return event.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def event_key(event: Event) -> bytes:
+    """The record key: the run id, so every event of a run lands on one partition."""
+    return str(event.run_id).encode("ascii")
+
+
+def event_headers(event: Event) -> list[tuple[str, bytes]]:
+    """Record headers that let a reader route or refuse a record without parsing it."""
+    return [
+        (HEADER_CONTENT_TYPE, CONTENT_TYPE.encode()),
+        (HEADER_SCHEMA_VERSION, str(event.schema_version).encode()),
+    ]
+
+
+def decode(data: bytes | bytearray | memoryview | None, limits: Limits = DEFAULT_LIMITS) -> Event:
+    """Parse and validate one record value.
+
+    Raises:
+        EventDecodeError: for anything that is not a valid event within ``limits``.
+    """
+    if data is None or len(data) == 0:
+        raise EventDecodeError(DecodeErrorReason.EMPTY, "the record has no value")
+    raw = bytes(data)
+    if len(raw) > limits.max_event_bytes:
+        raise EventDecodeError(
+            DecodeErrorReason.OVERSIZED,
+            f"the record is {len(raw)} bytes; the limit is {limits.max_event_bytes}",
+        )
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventDecodeError(
+            DecodeErrorReason.NOT_UTF8, f"the record is not UTF-8 (byte {exc.start}: {exc.reason})"
+        ) from None
+    try:
+        obj = pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise EventDecodeError(DecodeErrorReason.NOT_JSON, f"the record is not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise EventDecodeError(DecodeErrorReason.INVALID, f"an event is a JSON object, not {_json_type(obj)}")
+    version = obj.get("schema_version")
+    if (
+        isinstance(version, int)
+        and not isinstance(version, bool)
+        and version not in SUPPORTED_SCHEMA_VERSIONS
+    ):
+        raise EventDecodeError(DecodeErrorReason.UNSUPPORTED_VERSION, unsupported_version_message(version))
+    try:
+        event = INTERACTION_EVENT_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise EventDecodeError(DecodeErrorReason.INVALID, describe_validation_error(exc)) from None
+    except RecursionError:
+        raise EventDecodeError(DecodeErrorReason.INVALID, "the event is nested too deeply") from None
+    problems = limit_violations(event, limits)
+    if problems:
+        raise EventDecodeError(DecodeErrorReason.OVERSIZED, "; ".join(problems))
+    return event
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A pydantic error as ``path: problem (got value)`` sentences, the first few of them."""
+    errors = exc.errors(include_url=False)
+    lines = [_describe(error) for error in errors[:_MAX_ERRORS_SHOWN]]
+    if len(errors) > _MAX_ERRORS_SHOWN:
+        lines.append(f"and {len(errors) - _MAX_ERRORS_SHOWN} more")
+    return "; ".join(lines)
+
+
+def _describe(error: Any) -> str:
+    loc: Sequence[int | str] = error["loc"]
+    if error["type"] in {"union_tag_not_found", "union_tag_invalid"}:
+        given = error["input"].get("kind") if isinstance(error["input"], dict) else None
+        got = f" (got {_short(given)})" if given is not None else " (it is missing)"
+        return f"kind: must be 'prompt' or 'chat'{got}"
+    if loc and loc[0] in {"prompt", "chat"}:
+        loc = loc[1:]  # the discriminated-union tag, not a field
+    path = _path(loc) or "event"
+    message: str = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{path}: required field is missing"
+    if error["type"].endswith("_type") or error["type"].endswith("_parsing") or "literal" in error["type"]:
+        return f"{path}: {message} (got {_short(error['input'])})"
+    return f"{path}: {message}"
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part.startswith("json-or-python"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_INPUT_SHOWN else text[: _MAX_INPUT_SHOWN - 3] + "..."
+
+
+def _json_type(value: object) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), "null"
+    )
+
+
+__all__ = [
+    "CONTENT_TYPE",
+    "HEADER_CONTENT_TYPE",
+    "HEADER_SCHEMA_VERSION",
+    "SCHEMA_VERSION",
+    "DecodeErrorReason",
+    "Event",
+    "EventDecodeError",
+    "decode",
+    "describe_validation_error",
+    "encode",
+    "event_headers",
+    "event_key",
+]
