@@ -1,0 +1,360 @@
+"""LangChain callback arguments → contract events (:class:`PromptEvent` / :class:`ChatEvent`).
+
+The start of a run is captured as a :class:`RunStart` (inputs converted right away, since the app may
+mutate its message lists afterwards); its end or error turns it into one event. Every text that leaves
+the process passes through the optional ``redact`` hook: prompts, message contents, generations,
+tool-call arguments, error messages, tags, and the string values of metadata, invocation parameters
+and generation info (not keys, model names, or the Label Studio target).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any, Literal
+from uuid import UUID
+
+from langchain_core.messages import BaseMessage, ChatMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
+from pydantic import BaseModel, JsonValue
+
+from labelstudio_ingest.schemas import (
+    SCHEMA_VERSION,
+    ChatEvent,
+    Generation,
+    Message,
+    PromptEvent,
+    Role,
+    RunError,
+    Source,
+    Target,
+    TokenUsage,
+    ToolCall,
+)
+
+Redact = Callable[[str], str]
+Kind = Literal["prompt", "chat"]
+
+_MAX_JSON_DEPTH = 32
+_MAX_REPR_CHARS = 1_000
+
+_ROLE_BY_TYPE = {
+    "system": Role.SYSTEM,
+    "developer": Role.SYSTEM,
+    "human": Role.USER,
+    "user": Role.USER,
+    "ai": Role.ASSISTANT,
+    "assistant": Role.ASSISTANT,
+    "model": Role.ASSISTANT,
+    "tool": Role.TOOL,
+    "function": Role.TOOL,
+}
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+@dataclass(slots=True)
+class RunStart:
+    """What a run's start told us, kept until its end or error."""
+
+    kind: Kind
+    prompts: list[str]
+    """The prompts of a prompt run (empty for a chat run)."""
+    conversations: list[list[Message]]
+    """The conversations of a chat run (empty for a prompt run)."""
+    parent_run_id: UUID | None
+    tags: list[str]
+    metadata: dict[str, JsonValue]
+    invocation_params: dict[str, JsonValue]
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def inputs_count(self) -> int:
+        """How many prompts or conversations the run has."""
+        return len(self.prompts) if self.kind == "prompt" else len(self.conversations)
+
+
+def start_prompt_run(
+    prompts: Sequence[str],
+    *,
+    parent_run_id: UUID | None,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+    invocation_params: Mapping[str, Any] | None,
+) -> RunStart:
+    """The start of a text-completion run."""
+    return RunStart(
+        kind="prompt",
+        prompts=[str(p) for p in prompts],
+        conversations=[],
+        parent_run_id=parent_run_id,
+        tags=[str(t) for t in tags or ()],
+        metadata=json_object(metadata),
+        invocation_params=json_object(invocation_params),
+    )
+
+
+def start_chat_run(
+    messages: Sequence[Sequence[BaseMessage]],
+    *,
+    parent_run_id: UUID | None,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+    invocation_params: Mapping[str, Any] | None,
+) -> RunStart:
+    """The start of a chat-model run."""
+    return RunStart(
+        kind="chat",
+        prompts=[],
+        conversations=[[to_message(m) for m in conversation] for conversation in messages],
+        parent_run_id=parent_run_id,
+        tags=[str(t) for t in tags or ()],
+        metadata=json_object(metadata),
+        invocation_params=json_object(invocation_params),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    """What every event of one handler shares."""
+
+    target_for: Callable[[datetime], Target]
+    """The run's target; called with the run's start time (the project name is formatted per run)."""
+    source: Source
+    redact: Redact | None = None
+
+
+def build_event(
+    start: RunStart,
+    run_id: UUID,
+    context: EventContext,
+    *,
+    response: LLMResult | None = None,
+    error: BaseException | None = None,
+) -> PromptEvent | ChatEvent:
+    """The event of a finished run: its ``response`` on success, its ``error`` (and any partial
+    ``response``) on failure.
+
+    Raises:
+        Exception: whatever the redact hook raises, or a pydantic ``ValidationError`` for a run that
+            cannot be expressed in the contract (e.g. a response without generations).
+    """
+    ended_at = datetime.now(UTC)
+    latency_ms = max((time.perf_counter() - start.started) * 1000.0, 0.0)
+    redact = context.redact or _identity
+    generations = to_generations(response, redact) if response is not None else []
+    if error is not None and len(generations) != start.inputs_count:
+        generations = []  # a partial answer that does not line up with the inputs is not kept
+    common: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": new_event_id(),
+        "run_id": run_id,
+        "parent_run_id": start.parent_run_id,
+        "event_time": ended_at,
+        "generations": generations,
+        "model_name": model_name(response, start.invocation_params, start.metadata),
+        "invocation_params": redact_json(start.invocation_params, redact),
+        "token_usage": token_usage(response) if response is not None else None,
+        "started_at": start.started_at,
+        "ended_at": ended_at,
+        "latency_ms": latency_ms,
+        "tags": [redact(tag) for tag in start.tags] if context.redact else start.tags,
+        "metadata": redact_json(start.metadata, redact),
+        "source": context.source,
+        "error": RunError(type=type(error).__name__, message=redact(str(error))) if error else None,
+        "target": context.target_for(start.started_at),
+    }
+    if start.kind == "prompt":
+        return PromptEvent(kind="prompt", prompts=[redact(p) for p in start.prompts], **common)
+    conversations = [[redact_message(m, redact) for m in conv] for conv in start.conversations]
+    return ChatEvent(kind="chat", messages=conversations, **common)
+
+
+def new_event_id() -> UUID:
+    """A random (version 4) UUID for ``event_id``.
+
+    Not ``uuid.uuid4()``: its ``os.urandom`` releases the GIL, and taking it back from a busy
+    background thread can cost the app's thread a whole switch interval. Uniqueness is all an
+    event id needs; ``random`` is seeded from the OS and re-seeded after ``fork``.
+    """
+    return UUID(int=random.getrandbits(128), version=4)
+
+
+# -- messages and generations -------------------------------------------------------------------------
+
+
+def role_of(message: BaseMessage) -> Role:
+    """The contract role of a LangChain message (``HumanMessage`` → user, ``AIMessage`` → assistant...)."""
+    if isinstance(message, ChatMessage):
+        return _ROLE_BY_TYPE.get(message.role.strip().lower(), Role.USER)
+    kind = message.type.removesuffix("MessageChunk").lower()
+    return _ROLE_BY_TYPE.get(kind, Role.USER)
+
+
+def to_message(message: BaseMessage) -> Message:
+    """A LangChain message in the contract's shape, with its tool calls or the call it answers."""
+    tool_calls = [
+        ToolCall(name=call["name"], args=json_object(call.get("args")), id=call.get("id"))
+        for call in getattr(message, "tool_calls", None) or ()
+    ]
+    return Message(
+        role=role_of(message),
+        content=str(message.text),
+        name=message.name,
+        tool_calls=tool_calls,
+        tool_call_id=message.tool_call_id if isinstance(message, ToolMessage) else None,
+    )
+
+
+def redact_message(message: Message, redact: Redact) -> Message:
+    """The message with its content and tool-call arguments redacted."""
+    if redact is _identity:
+        return message
+    return message.model_copy(
+        update={
+            "content": redact(message.content),
+            "tool_calls": [
+                call.model_copy(update={"args": redact_json(call.args, redact)})
+                for call in message.tool_calls
+            ],
+        }
+    )
+
+
+def to_generations(response: LLMResult, redact: Redact = _identity) -> list[list[Generation]]:
+    """One list of generations per input; chat generations keep their assistant message."""
+    out: list[list[Generation]] = []
+    for per_input in response.generations:
+        generations: list[Generation] = []
+        for generation in per_input:
+            message = None
+            if isinstance(generation, ChatGeneration):
+                message = redact_message(to_message(generation.message), redact)
+            info = json_object(generation.generation_info) if generation.generation_info else None
+            generations.append(
+                Generation(
+                    text=redact(str(generation.text)),
+                    message=message,
+                    generation_info=redact_json(info, redact) if info else None,
+                )
+            )
+        out.append(generations)
+    return out
+
+
+# -- usage and model name -----------------------------------------------------------------------------
+
+
+def token_usage(response: LLMResult) -> TokenUsage | None:
+    """Token counts: summed ``usage_metadata`` of chat messages, else ``llm_output["token_usage"]``."""
+    totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    found = False
+    for per_input in response.generations:
+        for generation in per_input:
+            message = generation.message if isinstance(generation, ChatGeneration) else None
+            usage = getattr(message, "usage_metadata", None)
+            if usage:
+                found = True
+                totals["prompt_tokens"] += _count(usage.get("input_tokens"))
+                totals["completion_tokens"] += _count(usage.get("output_tokens"))
+                totals["total_tokens"] += _count(usage.get("total_tokens"))
+    if found:
+        return TokenUsage(**totals)
+    llm_output = response.llm_output or {}
+    reported = llm_output.get("token_usage") or llm_output.get("usage")
+    if not isinstance(reported, Mapping):
+        return None
+    usage = TokenUsage(
+        prompt_tokens=_count_or_none(reported.get("prompt_tokens", reported.get("input_tokens"))),
+        completion_tokens=_count_or_none(reported.get("completion_tokens", reported.get("output_tokens"))),
+        total_tokens=_count_or_none(reported.get("total_tokens")),
+    )
+    if usage.total_tokens is None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
+        usage = usage.model_copy(update={"total_tokens": usage.prompt_tokens + usage.completion_tokens})
+    return usage if usage != TokenUsage() else None
+
+
+def model_name(
+    response: LLMResult | None, invocation_params: Mapping[str, Any], metadata: Mapping[str, Any]
+) -> str | None:
+    """The model that answered: as the response reports it, else as requested, else LangChain's
+    ``ls_model_name`` metadata."""
+    candidates: list[Any] = []
+    if response is not None:
+        llm_output = response.llm_output or {}
+        candidates += [llm_output.get("model_name"), llm_output.get("model")]
+        for per_input in response.generations:
+            for generation in per_input:
+                if isinstance(generation, ChatGeneration):
+                    reported = generation.message.response_metadata
+                    candidates += [reported.get("model_name"), reported.get("model")]
+    candidates += [invocation_params.get(key) for key in ("model_name", "model", "model_id")]
+    candidates.append(metadata.get("ls_model_name"))
+    return next((c for c in candidates if isinstance(c, str) and c), None)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _count_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+# -- JSON sanitising ----------------------------------------------------------------------------------
+
+
+def json_object(value: Mapping[str, Any] | None) -> dict[str, JsonValue]:
+    """A mapping as a JSON object: keys as strings, values made JSON-safe by :func:`to_json`."""
+    if not value:
+        return {}
+    return {str(k): to_json(v) for k, v in value.items()}
+
+
+def to_json(value: Any, depth: int = 0) -> JsonValue:
+    """Any value as JSON: containers kept, non-finite floats as null, other objects as short text."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if depth >= _MAX_JSON_DEPTH:
+        return _short_text(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_json(v, depth + 1) for v in value]
+    if isinstance(value, BaseModel):
+        return to_json(value.model_dump(mode="json"), depth + 1)
+    if isinstance(value, Enum):
+        return to_json(value.value, depth + 1)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return _short_text(value)
+
+
+def redact_json(value: JsonValue, redact: Redact) -> Any:
+    """``value`` with every string in it redacted (keys are kept)."""
+    if redact is _identity:
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_json(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v, redact) for v in value]
+    return value
+
+
+def _short_text(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= _MAX_REPR_CHARS else text[: _MAX_REPR_CHARS - 3] + "..."

@@ -1,0 +1,406 @@
+"""The LangChain callback: one event per LLM run, published to Kafka without slowing the app down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Final
+from uuid import UUID
+
+from kafka import KafkaProducer
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+
+from labelstudio_ingest.producer import settings as env
+from labelstudio_ingest.producer.builder import (
+    EventContext,
+    Kind,
+    RunStart,
+    build_event,
+    start_chat_run,
+    start_prompt_run,
+)
+from labelstudio_ingest.producer.logs import RateLimitedLog
+from labelstudio_ingest.producer.metrics import DropReason, ProducerStats
+from labelstudio_ingest.producer.shared import acquire_transport, release_transport
+from labelstudio_ingest.producer.transport import (
+    DEFAULT_EXIT_TIMEOUT,
+    DEFAULT_MAX_BUFFERED_BYTES,
+    DEFAULT_MAX_BUFFERED_EVENTS,
+    Record,
+)
+from labelstudio_ingest.schemas import (
+    DEFAULT_LIMITS,
+    DEFAULT_PROJECT_NAME,
+    ChatEvent,
+    Limits,
+    Mode,
+    PromptEvent,
+    Source,
+    Target,
+    encode,
+    event_headers,
+    event_key,
+)
+
+logger = logging.getLogger(__name__)
+
+_TARGET_CACHE_SIZE = 64
+
+
+class _Removed(Enum):
+    """Marks the old handler's options that moved to the consumer."""
+
+    REMOVED = "removed"
+
+
+_REMOVED: Final = _Removed.REMOVED
+_MOVED_TO_CONSUMER = (
+    "LabelStudioCallbackHandler no longer takes {name}=: the Label Studio URL and token now belong to the "
+    "labelstudio-ingest consumer (set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in its environment), "
+    "so services no longer hold a Label Studio token. This handler publishes to Kafka: give it "
+    "bootstrap_servers= (or KAFKA_BOOTSTRAP_SERVERS) and topic= (or INGEST_TOPIC)."
+)
+
+
+class LabelStudioCallbackHandler(BaseCallbackHandler):
+    """Publishes every LLM run to Kafka, from where the labelstudio-ingest consumer imports it into
+    Label Studio. A drop-in for ``langchain_community``'s handler of the same name::
+
+        handler = LabelStudioCallbackHandler(project_name="My Project")
+        llm.invoke("Tell me a story", config={"callbacks": [handler]})
+
+    Label Studio options (as in the old handler): ``project_id`` (env ``LABEL_STUDIO_PROJECT_ID``),
+    ``project_name`` (formatted with each run's date), ``project_config``, ``mode``.
+
+    Kafka options: ``bootstrap_servers`` (env ``KAFKA_BOOTSTRAP_SERVERS``, default ``localhost:9092``),
+    ``topic`` (env ``INGEST_TOPIC``, default ``llm.interactions``), ``producer`` (an existing
+    ``KafkaProducer`` to share; it stays yours to close), ``producer_config`` (extra kafka-python
+    settings such as ``security_protocol``, ``sasl_mechanism``, ``ssl_cafile``).
+
+    ``redact`` (``str -> str``, e.g. to mask PII) is applied to every text before it leaves the
+    process: prompts, messages, generations, tool-call arguments, errors, tags and the string values
+    of metadata and invocation parameters; if it raises, the event is dropped, never sent unredacted.
+    At most ``max_buffered_events`` events / ``max_buffered_bytes`` bytes wait for an unreachable
+    broker; newer ones are dropped and counted. ``exit_timeout`` bounds the flush at interpreter exit.
+    ``limits`` are the contract's size limits (an event over ``max_event_bytes`` is dropped).
+
+    A run whose kind differs from ``mode`` (a chat model under ``mode="prompt"``, a text LLM under
+    ``mode="chat"``) is published with its real kind, and the handler warns once.
+
+    No callback raises into the app or blocks on the network: building and encoding the event is the
+    only work on the caller's thread, the rest happens on a background sender thread. Handlers with
+    the same Kafka settings (or the same ``producer``) share one producer, buffer and sender thread.
+    """
+
+    raise_error: bool = False
+    run_inline: bool = True  # cheap and non-blocking: no thread-pool hop under asyncio
+
+    def __init__(
+        self,
+        *,
+        project_id: int | str | None = None,
+        project_name: str = DEFAULT_PROJECT_NAME,
+        project_config: str | None = None,
+        mode: Mode | str | Enum = "prompt",
+        bootstrap_servers: str | Sequence[str] | None = None,
+        topic: str | None = None,
+        producer: KafkaProducer | None = None,
+        producer_config: Mapping[str, Any] | None = None,
+        redact: Callable[[str], str] | None = None,
+        max_buffered_events: int = DEFAULT_MAX_BUFFERED_EVENTS,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
+        limits: Limits = DEFAULT_LIMITS,
+        api_key: _Removed = _REMOVED,
+        url: _Removed = _REMOVED,
+    ) -> None:
+        for name, value in (("api_key", api_key), ("url", url)):
+            if value is not _REMOVED:
+                raise TypeError(_MOVED_TO_CONSUMER.format(name=name))
+        super().__init__()
+        self._runs: dict[UUID, RunStart] = {}
+        self._targets: dict[str, Target] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._log = RateLimitedLog(logger)
+        self.mode: Mode = _mode(mode)
+        self.project_id = env.resolve_project_id(project_id)
+        self.project_name = project_name
+        self.project_config = project_config
+        self.topic = env.resolve_topic(topic)
+        self.limits = limits
+        self._check_target(limits)
+        if max_buffered_bytes < limits.max_event_bytes:
+            raise ValueError(
+                f"max_buffered_bytes ({max_buffered_bytes}) must hold at least one event "
+                f"of max_event_bytes ({limits.max_event_bytes})"
+            )
+        if producer is not None and (bootstrap_servers is not None or producer_config):
+            raise ValueError("give either producer= or bootstrap_servers=/producer_config=, not both")
+        self._context = EventContext(
+            target_for=self._target_for,
+            source=Source(service=env.service_name(), host=env.host_name()),
+            redact=_checked(redact) if redact is not None else None,
+        )
+        producer_settings = (
+            None
+            if producer is not None
+            else env.producer_settings(env.resolve_bootstrap_servers(bootstrap_servers), producer_config)
+        )
+        self._transport = acquire_transport(
+            settings=producer_settings,
+            producer=producer,
+            max_buffered_events=max_buffered_events,
+            max_buffered_bytes=max_buffered_bytes,
+            exit_timeout=exit_timeout,
+        )
+
+    # -- LangChain callbacks ------------------------------------------------------------------------
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember a text-completion run's prompts until it ends."""
+        try:
+            self._check_mode("prompt")
+            self._runs[run_id] = start_prompt_run(
+                prompts,
+                parent_run_id=parent_run_id,
+                tags=tags,
+                metadata=metadata,
+                invocation_params=kwargs.get("invocation_params"),
+            )
+        except Exception:
+            self._callback_failed("on_llm_start")
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember a chat run's conversations (with real roles) until it ends."""
+        try:
+            self._check_mode("chat")
+            self._runs[run_id] = start_chat_run(
+                messages,
+                parent_run_id=parent_run_id,
+                tags=tags,
+                metadata=metadata,
+                invocation_params=kwargs.get("invocation_params"),
+            )
+        except Exception:
+            self._callback_failed("on_chat_model_start")
+
+    def on_llm_end(
+        self,
+        response: LLMResult,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Publish the run with all its generations."""
+        self._finish(run_id, response=response, error=None, callback="on_llm_end")
+
+    def on_llm_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Publish the failed run with its error (and what it generated before failing)."""
+        response = kwargs.get("response")
+        self._finish(
+            run_id,
+            response=response if isinstance(response, LLMResult) else None,
+            error=error,
+            callback="on_llm_error",
+        )
+
+    @property
+    def ignore_chain(self) -> bool:
+        """Chains are not LLM runs: skip their events."""
+        return True
+
+    @property
+    def ignore_agent(self) -> bool:
+        """Agent steps are not LLM runs: skip their events."""
+        return True
+
+    @property
+    def ignore_retriever(self) -> bool:
+        """Retrievers are not LLM runs: skip their events."""
+        return True
+
+    @property
+    def ignore_retry(self) -> bool:
+        """Retries are not LLM runs: skip their events."""
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        """Custom events are not LLM runs: skip them."""
+        return True
+
+    # -- public controls ----------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (forever when None) until every event so far is delivered,
+        refused or dropped. Returns False on timeout."""
+        return self._transport.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush for up to ``timeout`` seconds and release the producer. Events of later runs are
+        dropped (counted). Returns whether everything was delivered."""
+        with self._lock:
+            if self._closed:
+                return self._transport.flush(0)
+            self._closed = True
+        return release_transport(self._transport, timeout)
+
+    @property
+    def stats(self) -> ProducerStats:
+        """Counters of this handler's topic on its producer: published, failed, dropped, buffered."""
+        return self._transport.stats(self.topic)
+
+    @property
+    def pending_runs(self) -> int:
+        """Runs started and not yet ended or failed."""
+        return len(self._runs)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _finish(
+        self, run_id: UUID, *, response: LLMResult | None, error: BaseException | None, callback: str
+    ) -> None:
+        try:
+            start = self._runs.pop(run_id, None)
+            if start is None:
+                self._drop(DropReason.INVALID)
+                self._log.warning(
+                    "no-start",
+                    "Label Studio ingest: %s for run %s without its start; the run is not published",
+                    callback,
+                    run_id,
+                )
+                return
+            event = build_event(start, run_id, self._context, response=response, error=error)
+            self._publish(event)
+        except Exception:
+            self._drop(DropReason.INVALID)
+            self._callback_failed(callback)
+
+    def _publish(self, event: PromptEvent | ChatEvent) -> None:
+        value = encode(event)
+        if len(value) > self.limits.max_event_bytes:
+            self._drop(DropReason.OVERSIZED)
+            self._log.warning(
+                "oversized",
+                "Label Studio ingest: the event of run %s is %d bytes, over the %d-byte limit; dropped",
+                event.run_id,
+                len(value),
+                self.limits.max_event_bytes,
+            )
+            return
+        record = Record(topic=self.topic, key=event_key(event), value=value, headers=event_headers(event))
+        self._transport.submit(record)
+
+    def _drop(self, reason: DropReason) -> None:
+        self._transport.counters.rejected(self.topic, reason)
+
+    def _callback_failed(self, callback: str) -> None:
+        self._log.warning(
+            f"callback:{callback}",
+            "Label Studio ingest: %s failed; the app goes on, the run is not published",
+            callback,
+            exc_info=True,
+        )
+
+    def _check_mode(self, kind: Kind) -> None:
+        if kind == self.mode or kind in self._warned:
+            return
+        with self._lock:
+            if kind in self._warned:
+                return
+            self._warned.add(kind)
+        what = "A chat model" if kind == "chat" else "A text LLM"
+        logger.warning(
+            "Label Studio ingest: %s runs with a handler in mode=%r; its runs are published as %r events "
+            "(pass mode=%r to create %s-mode projects). This is said once per handler.",
+            what,
+            self.mode,
+            kind,
+            kind,
+            kind,
+        )
+
+    def _target_for(self, started_at: datetime) -> Target:
+        name = started_at.astimezone().strftime(self.project_name)
+        target = self._targets.get(name)
+        if target is None:
+            target = Target(
+                project_id=self.project_id,
+                project_name=name,
+                project_config=self.project_config,
+                mode=self.mode,
+            )
+            if len(self._targets) >= _TARGET_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[name] = target
+        return target
+
+    def _check_target(self, limits: Limits) -> None:
+        """Fail at construction (not per run) on options no event could carry."""
+        try:
+            self._target_for(datetime.now(UTC))
+        except ValueError as exc:
+            raise ValueError(f"invalid Label Studio target options: {exc}") from None
+        if self.project_config is not None:
+            size = len(self.project_config.encode())
+            if size > limits.max_project_config_bytes:
+                raise ValueError(
+                    f"project_config is {size} bytes; the limit is {limits.max_project_config_bytes}"
+                )
+
+
+def _mode(mode: Mode | str | Enum) -> Mode:
+    value = mode.value if isinstance(mode, Enum) else mode
+    if value == "prompt":
+        return "prompt"
+    if value == "chat":
+        return "chat"
+    raise ValueError(f"mode must be 'prompt' or 'chat', not {value!r}")
+
+
+def _checked(redact: Callable[[str], str]) -> Callable[[str], str]:
+    def checked(text: str) -> str:
+        result = redact(text)
+        if not isinstance(result, str):
+            raise TypeError(f"redact must return a str, not {type(result).__name__}")
+        return result
+
+    return checked

@@ -1,0 +1,214 @@
+"""Producer counters: plain numbers always, Prometheus collectors too when ``prometheus-client`` is installed.
+
+Every transport keeps one :class:`Counters`; a single process-wide collector (registered on first use in
+``prometheus_client.REGISTRY``) reports the sum over all live transports, per topic:
+
+- ``labelstudio_ingest_producer_published_total{topic}``: events the broker acknowledged.
+- ``labelstudio_ingest_producer_failed_total{topic}``: events the broker refused for good.
+- ``labelstudio_ingest_producer_dropped_total{topic,reason}``: events discarded before delivery.
+- ``labelstudio_ingest_producer_buffered_events{topic}``: events waiting or in flight right now.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+try:  # optional: not part of the producer extra
+    from prometheus_client import REGISTRY
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    HAVE_PROMETHEUS = True
+except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
+    HAVE_PROMETHEUS = False
+
+logger = logging.getLogger(__name__)
+
+METRIC_PREFIX = "labelstudio_ingest_producer"
+
+
+class DropReason(StrEnum):
+    """Why an event never reached the broker. Stable codes: used as a metric label."""
+
+    BUFFER_FULL = "buffer_full"
+    """The bounded buffer was full (broker away for long, or slower than the app)."""
+    OVERSIZED = "oversized"
+    """The encoded event is larger than ``Limits.max_event_bytes``."""
+    INVALID = "invalid"
+    """No valid event could be built (the redact hook failed, a run end without its start, ...)."""
+    CLOSED = "closed"
+    """The handler was closed (or the process exited) before the event was delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerStats:
+    """A snapshot of a producer's counters."""
+
+    published: int = 0
+    """Events the broker acknowledged."""
+    failed: int = 0
+    """Events the broker refused for good (e.g. not authorised, record rejected)."""
+    dropped: int = 0
+    """Events discarded before delivery, all reasons together."""
+    buffered: int = 0
+    """Events waiting in the buffer or in flight to the broker."""
+    dropped_by_reason: Mapping[str, int] = field(default_factory=dict)
+    """``dropped`` split by :class:`DropReason` value."""
+
+
+@dataclass(slots=True)
+class _TopicCounts:
+    submitted: int = 0
+    published: int = 0
+    failed: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    discarded: Counter[str] = field(default_factory=Counter)
+
+
+class Counters:
+    """Thread-safe per-topic counters of one transport.
+
+    The app's threads (:meth:`submitted`, :meth:`rejected`) and the background threads (the rest)
+    count under separate locks, so an app thread never waits for a lock a background thread holds:
+    with the GIL, such a wait can cost the app thread a whole switch interval (5 ms).
+    """
+
+    def __init__(self) -> None:
+        self._app_lock = threading.Lock()
+        self._background_lock = threading.Lock()
+        self._app: dict[str, _TopicCounts] = {}
+        self._background: dict[str, _TopicCounts] = {}
+        _LIVE.add(self)
+        register_prometheus_collector()
+
+    @staticmethod
+    def _for(table: dict[str, _TopicCounts], topic: str) -> _TopicCounts:
+        counts = table.get(topic)
+        if counts is None:
+            counts = table[topic] = _TopicCounts()
+        return counts
+
+    def submitted(self, topic: str) -> None:
+        """An app thread buffered an event."""
+        with self._app_lock:
+            self._for(self._app, topic).submitted += 1
+
+    def rejected(self, topic: str, reason: DropReason) -> None:
+        """An app thread dropped an event before buffering it."""
+        with self._app_lock:
+            self._for(self._app, topic).rejected[reason.value] += 1
+
+    def published(self, topic: str) -> None:
+        """A buffered event was acknowledged."""
+        with self._background_lock:
+            self._for(self._background, topic).published += 1
+
+    def failed(self, topic: str) -> None:
+        """A buffered event was refused for good."""
+        with self._background_lock:
+            self._for(self._background, topic).failed += 1
+
+    def discarded(self, topic: str, reason: DropReason) -> None:
+        """A buffered event was dropped (e.g. still undelivered at close)."""
+        with self._background_lock:
+            self._for(self._background, topic).discarded[reason.value] += 1
+
+    def snapshot(self, topic: str | None = None) -> ProducerStats:
+        """The counters of one topic, or of all topics together."""
+        with self._app_lock, self._background_lock:
+            topics = [topic] if topic is not None else list(self._app.keys() | self._background.keys())
+            empty = _TopicCounts()
+            app = [self._app.get(t, empty) for t in topics]
+            background = [self._background.get(t, empty) for t in topics]
+            dropped: Counter[str] = Counter()
+            for counts in (*app, *background):
+                dropped.update(counts.rejected)
+                dropped.update(counts.discarded)
+            published = sum(c.published for c in background)
+            failed = sum(c.failed for c in background)
+            discarded = sum(sum(c.discarded.values()) for c in background)
+            return ProducerStats(
+                published=published,
+                failed=failed,
+                dropped=sum(dropped.values()),
+                buffered=max(sum(c.submitted for c in app) - published - failed - discarded, 0),
+                dropped_by_reason=dict(dropped),
+            )
+
+    def by_topic(self) -> dict[str, ProducerStats]:
+        """A snapshot per topic."""
+        with self._app_lock, self._background_lock:
+            topics = list(self._app.keys() | self._background.keys())
+        return {topic: self.snapshot(topic) for topic in topics}
+
+
+_LIVE: weakref.WeakSet[Counters] = weakref.WeakSet()
+
+
+def totals_by_topic() -> dict[str, ProducerStats]:
+    """The counters of every live transport in this process, summed per topic."""
+    totals: dict[str, ProducerStats] = {}
+    for counters in list(_LIVE):
+        for topic, stats in counters.by_topic().items():
+            before = totals.get(topic, ProducerStats())
+            dropped = Counter(before.dropped_by_reason)
+            dropped.update(stats.dropped_by_reason)
+            totals[topic] = ProducerStats(
+                published=before.published + stats.published,
+                failed=before.failed + stats.failed,
+                dropped=before.dropped + stats.dropped,
+                buffered=before.buffered + stats.buffered,
+                dropped_by_reason=dict(dropped),
+            )
+    return totals
+
+
+class _PrometheusCollector:
+    """Reports :func:`totals_by_topic` in the Prometheus data model."""
+
+    def collect(self) -> Iterable[Any]:
+        published = CounterMetricFamily(
+            f"{METRIC_PREFIX}_published", "Events the broker acknowledged.", labels=["topic"]
+        )
+        failed = CounterMetricFamily(
+            f"{METRIC_PREFIX}_failed", "Events the broker refused for good.", labels=["topic"]
+        )
+        dropped = CounterMetricFamily(
+            f"{METRIC_PREFIX}_dropped",
+            "Events discarded before delivery, by reason.",
+            labels=["topic", "reason"],
+        )
+        buffered = GaugeMetricFamily(
+            f"{METRIC_PREFIX}_buffered_events",
+            "Events waiting in the buffer or in flight to the broker.",
+            labels=["topic"],
+        )
+        for topic, stats in sorted(totals_by_topic().items()):
+            published.add_metric([topic], stats.published)
+            failed.add_metric([topic], stats.failed)
+            buffered.add_metric([topic], stats.buffered)
+            for reason in DropReason:
+                dropped.add_metric([topic, reason.value], stats.dropped_by_reason.get(reason.value, 0))
+        return [published, failed, dropped, buffered]
+
+
+@functools.cache
+def register_prometheus_collector() -> bool:
+    """Register the process-wide collector in ``prometheus_client.REGISTRY`` (once).
+
+    Returns whether the collector is registered (false when prometheus-client is not installed).
+    """
+    if not HAVE_PROMETHEUS:
+        return False
+    try:
+        REGISTRY.register(_PrometheusCollector())
+    except ValueError as exc:  # already registered by another copy of this module
+        logger.debug("producer metrics not registered: %s", exc)
+    return True

