@@ -1,0 +1,160 @@
+"""Turn one interaction event into Label Studio tasks, in the old LangChain handler's shape.
+
+One task per input (prompt or conversation) of the run::
+
+    {"data": {<layout.data_key>: <prompt text or dialogue>, "run_id": "<uuid>", "prompt_index": 0},
+     "predictions": [{"model_version": "<model name or null>",
+                      "result": [{"from_name": "response", "to_name": "prompt", "type": "textarea",
+                                  "value": {"text": ["<generation 1>", ...]}}]}],
+     "meta": {"event_id": ..., "tags": [...], "metadata": {...}, "token_usage": {...}, ...}}
+
+``predictions`` is empty when the input has no generations (a failed run); ``meta.error`` then
+says why. See docs/ROUTING.md for every field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from labelstudio_ingest.consumer.labelconfig import TaskLayout
+from labelstudio_ingest.schemas import ChatEvent, Generation, Message, PromptEvent, ToolCall
+
+PROMPT_ROLE = "user"
+"""The speaker of a plain prompt shown in a dialogue project."""
+
+
+def build_tasks(event: PromptEvent | ChatEvent, layout: TaskLayout) -> list[dict[str, Any]]:
+    """The tasks of one run: one per prompt or conversation, in input order. Pure and fast.
+
+    The tasks of one run share the nested values of ``meta`` (tags, metadata) with each other
+    and with the event: treat them as read-only.
+    """
+    inputs: list[Any]
+    if event.kind == "prompt":
+        inputs = [_prompt_value(prompt, layout) for prompt in event.prompts]
+    else:
+        inputs = [_dialogue_value(conversation, layout) for conversation in event.messages]
+    run_id = str(event.run_id)
+    meta = _meta(event)
+    generations = event.generations
+    tasks: list[dict[str, Any]] = []
+    for index, value in enumerate(inputs):
+        predictions = _predictions(generations[index], event.model_name, layout) if generations else []
+        tasks.append(
+            {
+                "data": {layout.data_key: value, "run_id": run_id, "prompt_index": index},
+                "predictions": predictions,
+                "meta": dict(meta),
+            }
+        )
+    return tasks
+
+
+def render_dialogue(conversation: Sequence[Message]) -> str:
+    """A conversation as readable text, one ``role: content`` line per message, tool calls shown.
+
+    >>> from labelstudio_ingest.schemas import Message
+    >>> conversation = [Message(role="system", content="Be brief."), Message(role="user", content="Hi")]
+    >>> print(render_dialogue(conversation))
+    system: Be brief.
+    user: Hi
+    """
+    lines: list[str] = []
+    for message in conversation:
+        speaker = message.role.value
+        if message.name:
+            speaker += f" ({message.name})"
+        if message.tool_call_id:
+            speaker += f" [{message.tool_call_id}]"
+        if message.content or not message.tool_calls:
+            lines.append(f"{speaker}: {message.content}")
+        lines.extend(f"{speaker} {_tool_call(call)}" for call in message.tool_calls)
+    return "\n".join(lines)
+
+
+def _prompt_value(prompt: str, layout: TaskLayout) -> Any:
+    if layout.dialogue:
+        return [{layout.name_key: PROMPT_ROLE, layout.text_key: prompt}]
+    return prompt
+
+
+def _dialogue_value(conversation: list[Message], layout: TaskLayout) -> Any:
+    if not layout.dialogue:
+        return render_dialogue(conversation)
+    return [_dialogue_message(message, layout) for message in conversation]
+
+
+def _dialogue_message(message: Message, layout: TaskLayout) -> dict[str, Any]:
+    item: dict[str, Any] = {layout.name_key: message.role.value, layout.text_key: message.content}
+    if message.name is not None:
+        item["name"] = message.name
+    if message.tool_calls:
+        item["tool_calls"] = [call.model_dump(exclude_none=True) for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        item["tool_call_id"] = message.tool_call_id
+    return item
+
+
+def _predictions(generations: list[Generation], model_name: str | None, layout: TaskLayout) -> list[Any]:
+    if not generations:
+        return []
+    return [
+        {
+            "model_version": model_name,
+            "result": [
+                {
+                    "from_name": layout.textarea_name,
+                    "to_name": layout.object_name,
+                    "type": "textarea",
+                    "value": {"text": [_generation_text(g) for g in generations]},
+                }
+            ],
+        }
+    ]
+
+
+def _generation_text(generation: Generation) -> str:
+    message = generation.message
+    if message is None or not message.tool_calls:
+        return generation.text
+    calls = [_tool_call(call) for call in message.tool_calls]
+    return "\n".join([generation.text, *calls] if generation.text else calls)
+
+
+def _tool_call(call: ToolCall) -> str:
+    marker = f"[tool call {call.id}]" if call.id else "[tool call]"
+    return f"{marker}: {call.name}({json.dumps(call.args, ensure_ascii=False)})"
+
+
+def _meta(event: PromptEvent | ChatEvent) -> dict[str, Any]:
+    usage = event.token_usage
+    error = event.error
+    return {
+        "event_id": str(event.event_id),
+        "kind": event.kind,
+        "parent_run_id": str(event.parent_run_id) if event.parent_run_id is not None else None,
+        "model_name": event.model_name,
+        "tags": list(event.tags),
+        "metadata": dict(event.metadata),
+        "token_usage": None
+        if usage is None
+        else {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        "latency_ms": event.latency_ms,
+        "service": event.source.service,
+        "host": event.source.host,
+        "event_time": event.event_time.isoformat(),
+        "started_at": _iso(event.started_at),
+        "ended_at": _iso(event.ended_at),
+        "error": None if error is None else {"type": error.type, "message": error.message},
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
