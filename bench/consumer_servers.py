@@ -1,0 +1,58 @@
+"""Servers for the consumer benchmark: the ones already running, or the embedded local stack.
+
+``KAFKA_BOOTSTRAP_SERVERS`` and ``LABEL_STUDIO_URL`` + ``LABEL_STUDIO_API_KEY`` point at running
+servers; otherwise ``labelstudio_ingest.consumer.embedded`` starts a tansu broker and a Label Studio
+(``LABEL_STUDIO_BIN``, ``.venv-ls`` or ``label-studio`` on PATH) on free loopback ports in a temporary
+directory, stopped at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from labelstudio_ingest.consumer.embedded import (
+    find_label_studio,
+    free_port,
+    start_broker,
+    start_label_studio,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = ["Servers", "free_port", "servers"]
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Where the benchmark's broker and Label Studio answer."""
+
+    bootstrap: str
+    ls_url: str
+    ls_api_key: str
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[Servers]:
+    """The benchmark's servers for the duration of the ``with`` block."""
+    workdir = Path(tempfile.mkdtemp(prefix="lsi-bench-consumer-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            broker = start_broker(workdir)
+            stack.callback(broker.stop)
+            bootstrap = broker.bootstrap
+        ls_url, api_key = os.environ.get("LABEL_STUDIO_URL"), os.environ.get("LABEL_STUDIO_API_KEY")
+        if not (ls_url and api_key):
+            label_studio = start_label_studio(
+                workdir / "label-studio", executable=find_label_studio(REPO_ROOT)
+            )
+            stack.callback(label_studio.stop)
+            ls_url, api_key = label_studio.url, label_studio.api_key
+        yield Servers(bootstrap, ls_url.rstrip("/"), api_key)

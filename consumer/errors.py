@@ -1,0 +1,126 @@
+"""How the consumer tells Label Studio's failures apart: retry later, or blame the record."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import httpx
+from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.core.parse_error import ParsingError
+
+_RETRY_STATUSES = frozenset({408, 409, 425, 429})
+_AUTH_STATUSES = frozenset({401, 403})
+_NOT_FOUND = 404
+
+
+class Verdict(StrEnum):
+    """What a failed Label Studio request means for the records in it."""
+
+    TRANSIENT = "transient"
+    """Label Studio is unavailable (down, 5xx, timeout, 429, auth): pause, back off, retry."""
+    NOT_FOUND = "not_found"
+    """The project is gone (404): re-resolve the target."""
+    REJECTED = "rejected"
+    """A 4xx about the request's content (or content that cannot be encoded): isolate the bad
+    record and dead-letter it."""
+
+
+class LabelStudioUnavailable(Exception):
+    """Label Studio could not do what was asked; retry the batch later.
+
+    ``maybe_applied`` is False only when the request certainly never reached the server
+    (connection refused, connect timeout); otherwise an import may have been applied.
+    """
+
+    def __init__(self, kind: str, cause: BaseException, *, maybe_applied: bool) -> None:
+        super().__init__(f"Label Studio unavailable ({kind}): {describe(cause)}")
+        self.kind = kind
+        self.cause = cause
+        self.maybe_applied = maybe_applied
+
+
+class Rebalanced(Exception):
+    """The group changed the assignment while a batch was in flight; the batch is abandoned.
+
+    Raised before any Label Studio request of an abandoned batch is sent, so a member that lost
+    its partitions never imports after the new owner may have started.
+    """
+
+
+class ProjectGone(Exception):
+    """Label Studio answered 404 for a project the resolver had given."""
+
+    def __init__(self, project_id: int) -> None:
+        super().__init__(f"project {project_id} no longer exists")
+        self.project_id = project_id
+
+
+def classify(exc: BaseException) -> Verdict:
+    """The verdict on an exception raised by an SDK call."""
+    if isinstance(exc, ApiError):
+        status = exc.status_code
+        if status is None or status < 400 or status >= 500:
+            return Verdict.TRANSIENT
+        if status in _RETRY_STATUSES or status in _AUTH_STATUSES:
+            return Verdict.TRANSIENT
+        if status == _NOT_FOUND:
+            return Verdict.NOT_FOUND
+        return Verdict.REJECTED
+    if isinstance(exc, httpx.TransportError | ParsingError):
+        return Verdict.TRANSIENT
+    if isinstance(exc, ValueError | TypeError):  # the request could not even be encoded
+        return Verdict.REJECTED
+    return Verdict.TRANSIENT
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short label for metrics: ``connect``, ``timeout``, ``transport``, ``http_<status>``, ..."""
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.TransportError):
+        return "transport"
+    if isinstance(exc, ApiError | ParsingError):
+        return f"http_{exc.status_code}" if exc.status_code is not None else "http_unknown"
+    return type(exc).__name__
+
+
+def maybe_applied(exc: BaseException) -> bool:
+    """Whether a failed POST may still have been applied by the server."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return False
+    if isinstance(exc, ApiError) and exc.status_code in _AUTH_STATUSES:
+        return False
+    return classify(exc) is Verdict.TRANSIENT
+
+
+def unavailable(exc: BaseException) -> LabelStudioUnavailable:
+    """Wrap a transient failure for the retry loop."""
+    return LabelStudioUnavailable(error_kind(exc), exc, maybe_applied=maybe_applied(exc))
+
+
+def describe(exc: BaseException, limit: int = 500) -> str:
+    """A one-line description of an exception, bodies cut to ``limit`` characters."""
+    if isinstance(exc, ApiError | ParsingError):
+        body = exc.body
+        if isinstance(body, dict):
+            body = body.get("validation_errors") or body.get("detail") or body
+        text = f"HTTP {exc.status_code}: {body}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+__all__ = [
+    "LabelStudioUnavailable",
+    "ProjectGone",
+    "Rebalanced",
+    "Verdict",
+    "classify",
+    "describe",
+    "error_kind",
+    "maybe_applied",
+    "unavailable",
+]

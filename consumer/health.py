@@ -1,0 +1,82 @@
+"""One HTTP port: ``/metrics`` (Prometheus), ``/healthz`` (alive), ``/readyz`` (ready to work).
+
+The server runs in a daemon thread. Readiness is a callable the application supplies; it is
+called per request and returns ``(ready, details)``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class HealthServer:
+    """Serves metrics and probes on ``host:port`` until :meth:`stop`."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, readiness: Readiness) -> None:
+        handler = _handler(registry, readiness)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when 0 was asked for)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Start serving in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler(registry: CollectorRegistry, readiness: Readiness) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "labelstudio-ingest"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, encoder(registry), content_type)
+            elif path == "/healthz":
+                self._json(200, {"status": "ok"})
+            elif path == "/readyz":
+                try:
+                    ready, details = readiness()
+                except Exception as exc:  # a probe must answer, not crash the server thread
+                    ready, details = False, {"error": type(exc).__name__}
+                self._json(200 if ready else 503, {"status": "ready" if ready else "not ready", **details})
+            else:
+                self._json(404, {"status": "not found"})
+
+        def _json(self, status: int, body: dict[str, Any]) -> None:
+            self._send(status, json.dumps(body).encode(), "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Probes every few seconds are not worth a log line."""
+
+    return Handler
+
+
+__all__ = ["HealthServer", "Readiness"]

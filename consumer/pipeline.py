@@ -1,0 +1,322 @@
+"""The steps of one batch: decode → drop duplicates → route → build tasks → import → record.
+
+A :class:`Batch` remembers what happened to each record, so :meth:`Pipeline.process` can be
+called again with the same batch after Label Studio was unavailable: it redoes only what is
+left. Nothing here commits offsets; the caller does that after :meth:`Pipeline.finish`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from labelstudio_ingest.consumer.deadletter import Failure, Reason, Stage, dead_letter
+from labelstudio_ingest.consumer.errors import (
+    LabelStudioUnavailable,
+    ProjectGone,
+    Rebalanced,
+    describe,
+    error_kind,
+    unavailable,
+)
+from labelstudio_ingest.consumer.labelconfig import LabelConfigError
+from labelstudio_ingest.consumer.ledger import Ledger
+from labelstudio_ingest.consumer.metrics import Metrics
+from labelstudio_ingest.consumer.outbox import Outbox
+from labelstudio_ingest.consumer.projects import Project, ProjectResolver, UnknownProjectError
+from labelstudio_ingest.consumer.sink import ImportReport, LabelStudioSink, Unit
+from labelstudio_ingest.consumer.tasks import build_tasks
+from labelstudio_ingest.schemas import DecodeErrorReason, Event, EventDecodeError, Limits, decode
+
+log = logging.getLogger(__name__)
+
+DECODE_STAGE_REASONS = frozenset(
+    {DecodeErrorReason.EMPTY, DecodeErrorReason.NOT_UTF8, DecodeErrorReason.NOT_JSON}
+)
+"""Decode reasons reported with stage ``decode``; the others are ``validate``."""
+TASK_BUILD_REASON = "task_build"
+
+CrashHook = Callable[[str, int], None]
+
+
+class ItemState(StrEnum):
+    """Where one record stands."""
+
+    NEW = "new"
+    DEAD = "dead"
+    DUPLICATE = "duplicate"
+    IMPORTED = "imported"
+
+
+@dataclass(eq=False, slots=True)
+class Item:
+    """One consumed record and what has become of it."""
+
+    record: Any
+    event: Event | None = None
+    state: ItemState = ItemState.NEW
+    project: Project | None = None
+    tasks: list[dict[str, Any]] | None = None
+    rerouted: bool = False
+
+    @property
+    def partition(self) -> int:
+        """The input partition."""
+        return int(self.record.partition)
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        """The run id (decoded items only)."""
+        assert self.event is not None
+        return self.event.run_id
+
+
+@dataclass(slots=True)
+class Batch:
+    """Records polled together, processed and committed together."""
+
+    number: int
+    items: list[Item] = field(default_factory=list)
+
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        """The offsets to commit: one past the last record of each partition."""
+        offsets: dict[tuple[str, int], int] = {}
+        for item in self.items:
+            key = (str(item.record.topic), item.partition)
+            offsets[key] = max(offsets.get(key, 0), int(item.record.offset) + 1)
+        return offsets
+
+    def count(self, state: ItemState) -> int:
+        """How many items are in ``state``."""
+        return sum(1 for item in self.items if item.state is state)
+
+
+class Pipeline:
+    """Runs the steps of a batch against the ledger, the resolver and Label Studio."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        sink: LabelStudioSink,
+        resolver: ProjectResolver,
+        outbox: Outbox,
+        metrics: Metrics,
+        limits: Limits,
+        dlq_topic: str,
+        group_id: str,
+        crash: CrashHook | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._sink = sink
+        self._resolver = resolver
+        self._outbox = outbox
+        self._metrics = metrics
+        self._limits = limits
+        self._dlq_topic = dlq_topic
+        self._group_id = group_id
+        self._crash = crash or (lambda point, number: None)
+
+    # --- steps --------------------------------------------------------------------------------
+    def start(self, records: Sequence[Any], number: int) -> Batch:
+        """Decode every record; dead-letter the ones that are not valid events."""
+        batch = Batch(number)
+        self._metrics.events_consumed.inc(len(records))
+        self._metrics.batch_size.observe(len(records))
+        for record in records:
+            item = Item(record)
+            batch.items.append(item)
+            try:
+                item.event = decode(record.value, self._limits)
+            except EventDecodeError as exc:
+                stage = Stage.DECODE if exc.reason in DECODE_STAGE_REASONS else Stage.VALIDATE
+                self._dead(item, Failure.of(exc.reason.value, stage, exc, exc.detail))
+                continue
+            self._metrics.events_valid.inc()
+        return batch
+
+    def process(self, batch: Batch) -> None:
+        """Drop duplicates, route, and import what is left of the batch.
+
+        Raises:
+            LabelStudioUnavailable: retry the same batch later (progress is kept in it).
+        """
+        while True:
+            todo = [item for item in batch.items if item.state is ItemState.NEW]
+            self._drop_duplicates(todo)
+            groups = self._route([item for item in todo if item.state is ItemState.NEW])
+            project_gone = False
+            for project, items in groups:
+                try:
+                    self._import(project, items, batch.number)
+                except ProjectGone:
+                    self._project_gone(project, items)
+                    project_gone = True
+            if not project_gone:
+                return
+
+    def finish(self, batch: Batch) -> None:
+        """Make the batch's ledger records and dead letters durable (before the offset commit)."""
+        self._outbox.flush()
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        log.debug(
+            "batch done",
+            extra={
+                "batch": batch.number,
+                "records": len(batch.items),
+                "imported": batch.count(ItemState.IMPORTED),
+                "duplicates": batch.count(ItemState.DUPLICATE),
+                "dead_lettered": batch.count(ItemState.DEAD),
+            },
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _drop_duplicates(self, items: list[Item]) -> None:
+        seen: set[bytes] = set()
+        for item in items:
+            run = item.run_id.bytes
+            if self._ledger.memory(item.partition).is_imported(run):
+                self._duplicate(item, "ledger")
+            elif run in seen:
+                self._duplicate(item, "batch")
+            else:
+                seen.add(run)
+
+    def _route(self, items: list[Item]) -> list[tuple[Project, list[Item]]]:
+        groups: dict[int, tuple[Project, list[Item]]] = {}
+        for item in items:
+            if item.project is None or item.tasks is None:
+                assert item.event is not None
+                try:
+                    item.project = self._resolver.resolve(item.event.target)
+                except UnknownProjectError as exc:
+                    self._dead(item, Failure.of(Reason.UNKNOWN_PROJECT, Stage.ROUTE, exc))
+                    continue
+                except LabelConfigError as exc:
+                    self._dead(item, Failure.of(Reason.LABEL_CONFIG, Stage.ROUTE, exc))
+                    continue
+                except Rebalanced:
+                    raise
+                except Exception as exc:  # Label Studio's own trouble: retry, never blame the record
+                    self._metrics.ls_errors.labels(error_kind(exc)).inc()
+                    raise unavailable(exc) from exc
+                try:
+                    item.tasks = build_tasks(item.event, item.project.layout)
+                except Exception as exc:  # a record our task builder cannot shape
+                    self._dead(item, Failure.of(TASK_BUILD_REASON, Stage.ROUTE, exc))
+                    continue
+            groups.setdefault(item.project.id, (item.project, []))[1].append(item)
+        return list(groups.values())
+
+    def _import(self, project: Project, items: list[Item], number: int) -> None:
+        uncertain: list[Item] = []
+        unmarked: dict[int, list[uuid.UUID]] = {}
+        for item in items:
+            pending = self._ledger.memory(item.partition).pending_project(item.run_id.bytes)
+            if pending is not None:
+                uncertain.append(item)
+            if pending != project.id:
+                unmarked.setdefault(item.partition, []).append(item.run_id)
+        for partition, run_ids in unmarked.items():
+            self._ledger.mark_pending(partition, project.id, run_ids)
+        self._outbox.flush()
+        self._crash("pending", number)
+
+        if uncertain:
+            self._check_uncertain(project, uncertain)
+
+        remaining = [item for item in items if item.state is ItemState.NEW]
+        report: ImportReport[Item] = ImportReport()
+
+        def imported(units: Sequence[tuple[Unit[Item], list[int]]]) -> None:
+            by_partition: dict[int, list[tuple[uuid.UUID, list[int]]]] = {}
+            for unit, task_ids in units:
+                item = unit.key
+                by_partition.setdefault(item.partition, []).append((item.run_id, task_ids))
+                item.state = ItemState.IMPORTED
+            for partition, runs in by_partition.items():
+                self._ledger.mark_imported(partition, project.id, runs)
+            self._metrics.runs_imported.inc(len(units))
+
+        try:
+            self._sink.import_units(
+                project.id, [Unit(item, item.tasks or []) for item in remaining], report, imported
+            )
+        except LabelStudioUnavailable as exc:
+            if not exc.maybe_applied:
+                for item in remaining:
+                    if item.state is ItemState.NEW:
+                        self._ledger.not_applied(item.partition, item.run_id)
+            raise
+        finally:
+            rejected: dict[int, list[uuid.UUID]] = {}
+            for unit, error in report.rejected:
+                item = unit.key
+                rejected.setdefault(item.partition, []).append(item.run_id)
+                self._dead(
+                    item,
+                    Failure.of(Reason.IMPORT_REJECTED, Stage.IMPORT, error, describe(error, limit=4_000)),
+                )
+            report.rejected.clear()
+            for partition, run_ids in rejected.items():
+                self._ledger.mark_rejected(partition, run_ids)
+        self._crash("import", number)
+
+    def _check_uncertain(self, project: Project, uncertain: list[Item]) -> None:
+        """Ask Label Studio which uncertain runs it has; those are recorded, not imported again."""
+        self._metrics.uncertain_checks.inc(len(uncertain))
+        found = self._sink.existing(project.id, [str(item.run_id) for item in uncertain])
+        by_partition: dict[int, list[tuple[uuid.UUID, list[int]]]] = {}
+        for item in uncertain:
+            task_ids = found.get(str(item.run_id))
+            if task_ids:
+                by_partition.setdefault(item.partition, []).append((item.run_id, task_ids))
+                self._duplicate(item, "label_studio")
+        for partition, runs in by_partition.items():
+            self._ledger.mark_imported(partition, project.id, runs)
+        log.info(
+            "checked uncertain runs in Label Studio",
+            extra={"project_id": project.id, "uncertain": len(uncertain), "found": len(found)},
+        )
+
+    def _project_gone(self, project: Project, items: list[Item]) -> None:
+        log.warning("project disappeared; resolving its runs again", extra={"project_id": project.id})
+        self._resolver.forget(project.id)
+        for item in items:
+            if item.state is not ItemState.NEW:
+                continue
+            if item.rerouted:
+                error = UnknownProjectError(f"project {project.id} does not exist in Label Studio (404)")
+                self._dead(item, Failure.of(Reason.UNKNOWN_PROJECT, Stage.IMPORT, error))
+            else:
+                item.rerouted = True
+                item.project = None
+                item.tasks = None
+
+    def _duplicate(self, item: Item, source: str) -> None:
+        item.state = ItemState.DUPLICATE
+        self._metrics.duplicates.labels(source).inc()
+
+    def _dead(self, item: Item, failure: Failure) -> None:
+        full, slim = dead_letter(item.record, failure, topic=self._dlq_topic, group_id=self._group_id)
+        self._outbox.send(full, if_too_large=slim)
+        item.state = ItemState.DEAD
+        self._metrics.dead_lettered.labels(failure.reason, failure.stage.value).inc()
+        log.warning(
+            "dead-lettered a record",
+            extra={
+                "reason": failure.reason,
+                "stage": failure.stage.value,
+                "partition": item.partition,
+                "offset": item.record.offset,
+                "error": failure.message[:500],
+            },
+        )
+
+
+__all__ = ["Batch", "CrashHook", "Item", "ItemState", "Pipeline"]

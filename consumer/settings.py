@@ -1,0 +1,329 @@
+"""The consumer's settings: environment variables, each with a matching command-line flag.
+
+Every setting has one environment variable (the name in :data:`Settings` field aliases, e.g.
+``KAFKA_BOOTSTRAP_SERVERS``) and one flag: the variable's name without the ``INGEST_`` prefix, in
+lower case with dashes (``INGEST_BATCH_SIZE`` → ``--batch-size``, ``LABEL_STUDIO_URL`` →
+``--label-studio-url``). Flags win over the environment. docs/CONSUMER.md lists them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    FilePath,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from labelstudio_ingest.schemas import DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+CrashPoint = Literal["pending", "import", "ledger"]
+"""Test-only fault points (see ``INGEST_FAULT_CRASH_AFTER``)."""
+
+
+def _setting(env: str, default: object = ..., description: str = "", **kwargs: object) -> Any:
+    """A field read from the environment variable ``env`` (typed ``Any`` so fields keep their types)."""
+    info: FieldInfo = Field(
+        default,
+        validation_alias=AliasChoices(env),
+        description=description,
+        json_schema_extra={"env": env},
+        **kwargs,  # type: ignore[call-overload]
+    )
+    return info
+
+
+class Settings(BaseSettings):
+    """Everything ``labelstudio-ingest consume`` needs; see docs/CONSUMER.md for the reference."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
+    )
+
+    # --- Kafka -----------------------------------------------------------------------------
+    bootstrap_servers: str = _setting(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        description="Comma-separated host:port list of Kafka brokers.",
+        min_length=1,
+    )
+    security_protocol: SecurityProtocol = _setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    ssl_cafile: FilePath | None = _setting("KAFKA_SSL_CAFILE", None, "CA bundle (PEM) to verify brokers.")
+    ssl_certfile: FilePath | None = _setting("KAFKA_SSL_CERTFILE", None, "Client certificate (PEM), mTLS.")
+    ssl_keyfile: FilePath | None = _setting("KAFKA_SSL_KEYFILE", None, "Client private key (PEM), mTLS.")
+    ssl_password: SecretStr | None = _setting("KAFKA_SSL_PASSWORD", None, "Password of the client key.")
+    ssl_check_hostname: bool = _setting(
+        "KAFKA_SSL_CHECK_HOSTNAME", True, "Check that broker certificates match the host name."
+    )
+    sasl_mechanism: SaslMechanism | None = _setting(
+        "KAFKA_SASL_MECHANISM", None, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol)."
+    )
+    sasl_username: str | None = _setting("KAFKA_SASL_USERNAME", None, "SASL user name.")
+    sasl_password: SecretStr | None = _setting("KAFKA_SASL_PASSWORD", None, "SASL password.")
+
+    # --- Topics and group ------------------------------------------------------------------
+    topic: str = _setting("INGEST_TOPIC", DEFAULT_TOPIC, "Topic of interaction events.", min_length=1)
+    group_id: str = _setting("INGEST_GROUP_ID", "labelstudio-ingest", "Consumer group id.", min_length=1)
+    dlq_topic: str | None = _setting(
+        "INGEST_DLQ_TOPIC", None, "Dead-letter topic (default: <INGEST_TOPIC>.dlq).", min_length=1
+    )
+    ledger_topic: str | None = _setting(
+        "INGEST_LEDGER_TOPIC",
+        None,
+        "Dedup ledger topic (default: <INGEST_TOPIC>.ledger).",
+        min_length=1,
+    )
+    create_topics: bool = _setting(
+        "INGEST_CREATE_TOPICS", True, "Create the ledger and dead-letter topics at start-up when missing."
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = _setting(
+        "INGEST_AUTO_OFFSET_RESET", "earliest", "Where a group without committed offsets starts."
+    )
+    max_poll_interval_ms: int = _setting(
+        "INGEST_MAX_POLL_INTERVAL_MS",
+        300_000,
+        "Kafka max.poll.interval.ms; also the rebalance timeout (group joins take about this long).",
+        ge=1_000,
+    )
+    session_timeout_ms: int = _setting(
+        "INGEST_SESSION_TIMEOUT_MS", 45_000, "Kafka session.timeout.ms.", ge=1_000
+    )
+    heartbeat_interval_ms: int = _setting(
+        "INGEST_HEARTBEAT_INTERVAL_MS", 3_000, "Kafka heartbeat.interval.ms.", ge=100
+    )
+
+    # --- Batching ---------------------------------------------------------------------------
+    batch_size: int = _setting(
+        "INGEST_BATCH_SIZE",
+        500,
+        "Most events in one batch (one import per project per batch).",
+        ge=1,
+        le=50_000,
+    )
+    batch_max_wait_ms: int = _setting(
+        "INGEST_BATCH_MAX_WAIT_MS", 500, "Longest wait to fill a batch once it has its first event.", ge=0
+    )
+
+    # --- Label Studio -----------------------------------------------------------------------
+    label_studio_url: HttpUrl = _setting(
+        "LABEL_STUDIO_URL", HttpUrl("http://localhost:8080"), "Label Studio URL."
+    )
+    label_studio_api_key: SecretStr = _setting(
+        "LABEL_STUDIO_API_KEY", description="Label Studio access token."
+    )
+    import_timeout_s: float = _setting(
+        "INGEST_IMPORT_TIMEOUT_S", 60.0, "Timeout of one Label Studio request (an import of one batch).", gt=0
+    )
+    allow_create_projects: bool = _setting(
+        "INGEST_ALLOW_CREATE_PROJECTS", True, "Create a project named by an event when none has that title."
+    )
+    project_cache_ttl_s: float = _setting(
+        "INGEST_PROJECT_CACHE_TTL_S", 300.0, "How long a resolved project (and its config) is cached.", ge=0
+    )
+    backoff_initial_s: float = _setting(
+        "INGEST_BACKOFF_INITIAL_S", 0.5, "First wait after Label Studio fails (doubles each time).", gt=0
+    )
+    backoff_max_s: float = _setting("INGEST_BACKOFF_MAX_S", 30.0, "Longest wait between retries.", gt=0)
+
+    # --- Deduplication ----------------------------------------------------------------------
+    dedup_horizon_days: float = _setting(
+        "INGEST_DEDUP_HORIZON_DAYS", 30.0, "How long an imported run_id is remembered.", gt=0
+    )
+    dedup_max_run_ids: int = _setting(
+        "INGEST_DEDUP_MAX_RUN_IDS", 1_000_000, "Most run_ids remembered per input partition.", ge=1_000
+    )
+
+    # --- Event limits (schemas.Limits) ------------------------------------------------------
+    max_event_bytes: int = _setting(
+        "INGEST_MAX_EVENT_BYTES", DEFAULT_LIMITS.max_event_bytes, "Encoded event size.", ge=1
+    )
+    max_inputs: int = _setting(
+        "INGEST_MAX_INPUTS", DEFAULT_LIMITS.max_inputs, "Prompts/conversations per run.", ge=1
+    )
+    max_messages: int = _setting(
+        "INGEST_MAX_MESSAGES", DEFAULT_LIMITS.max_messages, "Messages per conversation.", ge=1
+    )
+    max_generations: int = _setting(
+        "INGEST_MAX_GENERATIONS", DEFAULT_LIMITS.max_generations, "Generations per input.", ge=1
+    )
+    max_text_chars: int = _setting(
+        "INGEST_MAX_TEXT_CHARS", DEFAULT_LIMITS.max_text_chars, "Characters per text.", ge=1
+    )
+    max_project_config_bytes: int = _setting(
+        "INGEST_MAX_PROJECT_CONFIG_BYTES", DEFAULT_LIMITS.max_project_config_bytes, "Label config size.", ge=1
+    )
+    max_tags: int = _setting("INGEST_MAX_TAGS", DEFAULT_LIMITS.max_tags, "Tags per run.", ge=0)
+
+    # --- Service ----------------------------------------------------------------------------
+    metrics_host: str = _setting("INGEST_METRICS_HOST", "0.0.0.0", "Address of the metrics/health server.")
+    metrics_port: int = _setting(
+        "INGEST_METRICS_PORT",
+        9464,
+        "Port of /metrics, /healthz and /readyz (0: any free port).",
+        ge=0,
+        le=65535,
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _setting(
+        "INGEST_LOG_LEVEL", "INFO", "Log level."
+    )
+    shutdown_timeout_s: float = _setting(
+        "INGEST_SHUTDOWN_TIMEOUT_S",
+        20.0,
+        "After SIGTERM, how long the batch in flight may still take before it is left uncommitted.",
+        gt=0,
+    )
+
+    # --- Test-only fault injection -----------------------------------------------------------
+    fault_crash_after: CrashPoint | None = _setting(
+        "INGEST_FAULT_CRASH_AFTER",
+        None,
+        "TEST ONLY: SIGKILL this process right after this step (pending|import|ledger) of a batch.",
+    )
+    fault_crash_batch: int = _setting(
+        "INGEST_FAULT_CRASH_BATCH", 1, "TEST ONLY: the number of the batch (1-based) that crashes.", ge=1
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("give at least one host:port")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @field_validator("label_studio_api_key")
+    @classmethod
+    def _non_empty_key(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                env
+                for env, value in (
+                    ("KAFKA_SASL_MECHANISM", self.sasl_mechanism),
+                    ("KAFKA_SASL_USERNAME", self.sasl_username),
+                    ("KAFKA_SASL_PASSWORD", self.sasl_password),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs {', '.join(missing)}"
+                )
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("INGEST_BACKOFF_MAX_S must be at least INGEST_BACKOFF_INITIAL_S")
+        if self.import_timeout_s * 1000 >= self.max_poll_interval_ms:
+            raise ValueError(
+                "INGEST_IMPORT_TIMEOUT_S must be below INGEST_MAX_POLL_INTERVAL_MS: one Label Studio "
+                "request is the longest the consumer goes without polling the group"
+            )
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("INGEST_HEARTBEAT_INTERVAL_MS must be below INGEST_SESSION_TIMEOUT_MS")
+        return self
+
+    @property
+    def dlq(self) -> str:
+        """The dead-letter topic."""
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+    @property
+    def ledger(self) -> str:
+        """The dedup ledger topic."""
+        return self.ledger_topic or f"{self.topic}.ledger"
+
+    @property
+    def limits(self) -> Limits:
+        """The event limits as the contract's :class:`Limits`."""
+        return Limits(
+            max_event_bytes=self.max_event_bytes,
+            max_inputs=self.max_inputs,
+            max_messages=self.max_messages,
+            max_generations=self.max_generations,
+            max_text_chars=self.max_text_chars,
+            max_project_config_bytes=self.max_project_config_bytes,
+            max_tags=self.max_tags,
+        )
+
+    def kafka_security(self) -> dict[str, object]:
+        """The kafka-python client options for TLS and SASL (only those that are set)."""
+        options: dict[str, object] = {"security_protocol": self.security_protocol}
+        if self.security_protocol in {"SSL", "SASL_SSL"}:
+            options["ssl_check_hostname"] = self.ssl_check_hostname
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, key)
+                if value is not None:
+                    options[key] = str(value)
+            if self.ssl_password is not None:
+                options["ssl_password"] = self.ssl_password.get_secret_value()
+        if self.security_protocol.startswith("SASL_"):
+            assert self.sasl_password is not None  # checked by _consistent
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        return options
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field, e.g. ``batch_size`` → ``INGEST_BATCH_SIZE``."""
+    alias = Settings.model_fields[field].validation_alias
+    assert isinstance(alias, AliasChoices)
+    first = alias.choices[0]
+    assert isinstance(first, str)
+    return first
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a settings field, e.g. ``batch_size`` → ``--batch-size``."""
+    return "--" + env_name(field).removeprefix("INGEST_").lower().replace("_", "-")
+
+
+def _field_of(name: str) -> str:
+    """The settings field that an error location names (a field name or an env variable)."""
+    if name in Settings.model_fields:
+        return name
+    by_env = {env_name(field).lower(): field for field in Settings.model_fields}
+    return by_env.get(name.lower(), name)
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A settings validation error as one line that names each setting by its variable and flag."""
+    problems: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        field = _field_of(str(loc[0])) if loc else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if field in Settings.model_fields:
+            name = f"{env_name(field)} ({flag_name(field)})"
+            if error["type"] == "missing":
+                problems.append(f"{name} is required but not set")
+            else:
+                problems.append(f"{name}: {message}")
+        else:
+            problems.append(message)
+    return "invalid settings: " + "; ".join(problems)
+
+
+__all__ = ["CrashPoint", "Settings", "describe_errors", "env_name", "flag_name"]

@@ -1,0 +1,114 @@
+"""The ledger topic against a real broker: what one owner wrote, the next owner restores."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer
+
+from labelstudio_ingest.consumer.ledger import Ledger
+from labelstudio_ingest.consumer.outbox import Outbox
+
+pytestmark = pytest.mark.integration
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture
+def outbox(kafka_bootstrap: str) -> Iterator[Outbox]:
+    outbox = Outbox.connect(kafka_bootstrap, "ledger-test")
+    yield outbox
+    outbox.close()
+
+
+def ledger_on(topic: str, outbox: Outbox, bootstrap: str, **kwargs: Any) -> Ledger:
+    options: dict[str, Any] = {"horizon_ms": 30 * DAY_MS, "max_run_ids": 10_000, **kwargs}
+    return Ledger(
+        outbox,
+        topic,
+        reader_factory=lambda: KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False),
+        **options,
+    )
+
+
+def restore_all(ledger: Ledger, partitions: list[int]) -> None:
+    left = set(partitions)
+    for _ in range(100):
+        left -= ledger.restore(sorted(left), budget_s=1.0)
+        if not left:
+            return
+    raise AssertionError(f"partitions {left} never finished restoring")
+
+
+def test_a_new_owner_restores_what_the_old_one_wrote(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], outbox: Outbox
+) -> None:
+    topic = kafka_topic(partitions=2)
+    writer = ledger_on(topic, outbox, kafka_bootstrap)
+    imported = [uuid.uuid4() for _ in range(2500)]  # more than one record's worth
+    uncertain = [uuid.uuid4() for _ in range(3)]
+    rejected = uuid.uuid4()
+    writer.mark_pending(0, 7, [*imported, *uncertain, rejected])
+    writer.mark_imported(0, 7, [(r, [i]) for i, r in enumerate(imported)])
+    writer.mark_rejected(0, [rejected])
+    writer.mark_imported(1, 8, [(uuid.uuid4(), [1])])
+    outbox.flush()
+
+    reader = ledger_on(topic, outbox, kafka_bootstrap)
+    try:
+        restore_all(reader, [0, 1])
+        memory = reader.memory(0)
+        assert all(memory.is_imported(r.bytes) for r in imported)
+        assert {memory.pending_project(r.bytes) for r in uncertain} == {7}
+        assert memory.pending_project(rejected.bytes) is None
+        assert not memory.is_imported(rejected.bytes)
+        assert len(reader.memory(1)) == 1
+        assert reader.remembered() == len(imported) + 1
+    finally:
+        reader.close()
+
+
+def test_a_returning_owner_only_reads_what_is_new(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], outbox: Outbox
+) -> None:
+    topic = kafka_topic(partitions=1)
+    owner = ledger_on(topic, outbox, kafka_bootstrap)
+    other = ledger_on(topic, outbox, kafka_bootstrap)
+    try:
+        first = uuid.uuid4()
+        owner.mark_imported(0, 1, [(first, [1])])
+        outbox.flush()
+        restore_all(owner, [0])
+        position = owner.memory(0).position
+
+        second = uuid.uuid4()  # written by another member while the partition was away
+        other.mark_imported(0, 1, [(second, [2])])
+        outbox.flush()
+        owner.retain([0])
+        restore_all(owner, [0])
+        assert owner.memory(0).position == position + 1
+        assert owner.memory(0).is_imported(second.bytes)
+        owner.retain([])
+        assert owner.remembered() == 0
+    finally:
+        owner.close()
+        other.close()
+
+
+def test_records_older_than_the_horizon_are_not_restored(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], outbox: Outbox
+) -> None:
+    topic = kafka_topic(partitions=1)
+    writer = ledger_on(topic, outbox, kafka_bootstrap)
+    old = uuid.uuid4()
+    writer.mark_imported(0, 1, [(old, [1])])
+    outbox.flush()
+    later = ledger_on(topic, outbox, kafka_bootstrap, clock=lambda: 10**10)  # far in the future
+    try:
+        restore_all(later, [0])
+        assert not later.memory(0).is_imported(old.bytes)
+    finally:
+        later.close()
