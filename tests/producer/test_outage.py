@@ -8,9 +8,9 @@ import textwrap
 from collections.abc import Callable
 
 import pytest
-from harness import wait_until
 
 from labelstudio_ingest.producer import DropReason, LabelStudioCallbackHandler
+from tests.harness import wait_until
 
 from .fakes import FakeListChatModel, FakeListLLM
 from .support import FAST_RECOVERY, OwnBroker, read_events, unique_topic

@@ -7,12 +7,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from harness import free_port, wait_until
 from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 from kafka.future import Future
 
 from labelstudio_ingest.producer import client, transport
 from labelstudio_ingest.producer.transport import Record, Transport
+from tests.harness import free_port, wait_until
 
 
 class HandSettledProducer:
