@@ -8,20 +8,9 @@ from pathlib import Path
 import pytest
 
 from labelstudio_ingest.consumer.labelconfig import LabelConfigError, TaskLayout, default_config, task_layout
+from tests.label_configs import CUSTOM_CONFIG
 
-MISSION_CONTEXT = Path("/work/shared/docs/mission-context.md")
-
-CUSTOM_CONFIG = """<View>
-<Text name="prompt" value="$prompt"/>
-<TextArea name="response" toName="prompt"/>
-<TextArea name="user_feedback" toName="prompt"/>
-<Rating name="rating" toName="prompt"/>
-<Choices name="sentiment" toName="prompt">
-    <Choice value="Positive"/>
-    <Choice value="Negative"/>
-</Choices>
-</View>
-"""
+MISSION_CONTEXT = Path(__file__).resolve().parents[3] / "shared" / "docs" / "mission-context.md"
 
 
 def test_default_prompt_config() -> None:

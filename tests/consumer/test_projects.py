@@ -23,20 +23,10 @@ from labelstudio_ingest.consumer.projects import (
 )
 from labelstudio_ingest.consumer.tasks import build_tasks
 from labelstudio_ingest.schemas import SCHEMA_VERSION, ChatEvent, PromptEvent, Target
+from tests.label_configs import CUSTOM_CONFIG, NO_TEXTAREA
 
 pytestmark = pytest.mark.integration
 
-CUSTOM_CONFIG = """<View>
-<Text name="prompt" value="$prompt"/>
-<TextArea name="response" toName="prompt"/>
-<TextArea name="user_feedback" toName="prompt"/>
-<Rating name="rating" toName="prompt"/>
-<Choices name="sentiment" toName="prompt">
-    <Choice value="Positive"/>
-    <Choice value="Negative"/>
-</Choices>
-</View>"""
-NO_TEXTAREA = '<View><Text name="prompt" value="$prompt"/><Rating name="rating" toName="prompt"/></View>'
 
 RACERS = 4
 RACE_ROUNDS = 3

@@ -24,20 +24,10 @@ from tests.consumer.runner import (
     run_ids_of,
     tasks_of,
 )
+from tests.label_configs import CUSTOM_CONFIG, NO_TEXTAREA
 
 pytestmark = pytest.mark.integration
 
-CUSTOM_CONFIG = """<View>
-<Text name="prompt" value="$prompt"/>
-<TextArea name="response" toName="prompt"/>
-<TextArea name="user_feedback" toName="prompt"/>
-<Rating name="rating" toName="prompt"/>
-<Choices name="sentiment" toName="prompt">
-    <Choice value="Positive"/>
-    <Choice value="Negative"/>
-</Choices>
-</View>"""
-NO_TEXTAREA = '<View><Text name="prompt" value="$prompt"/><Rating name="rating" toName="prompt"/></View>'
 NEEDS_MORE_DATA = (
     '<View><Text name="prompt" value="$prompt"/><Text name="ctx" value="$context"/>'
     '<TextArea name="response" toName="prompt"/></View>'
