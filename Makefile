@@ -16,7 +16,7 @@ PACKAGES := schemas producer consumer
 
 export LABEL_STUDIO_BIN ?= $(CURDIR)/$(LS_VENV)/bin/label-studio
 
-.PHONY: help demo bench test lint format typecheck schemas check-schemas pytest lock venv ls-venv clean
+.PHONY: help demo bench test tools lint format typecheck schemas check-schemas pytest lock venv ls-venv clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -41,6 +41,13 @@ $(BENCH_VENV)/.installed: $(UV) $(DEV_LOCK) $(BENCH_LOCK) pyproject.toml
 	VIRTUAL_ENV=$(CURDIR)/$(BENCH_VENV) $(UV) pip install --quiet -r $(DEV_LOCK) -r $(BENCH_LOCK)
 	VIRTUAL_ENV=$(CURDIR)/$(BENCH_VENV) $(UV) pip install --quiet --no-deps -e .
 	touch $@
+
+# Prometheus (server and promtool) from Debian, for the alert-rule checks and the scrape test.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		--no-install-recommends prometheus >/dev/null; }
 
 venv: $(VENV)/.installed
 ls-venv: $(LS_VENV)/.installed
@@ -77,7 +84,7 @@ schemas: venv
 check-schemas: venv
 	$(BIN)/python -m labelstudio_ingest.schemas.generate --check
 
-pytest: venv ls-venv
+pytest: venv ls-venv tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Re-resolve the pinned versions after changing dependencies in pyproject.toml.
