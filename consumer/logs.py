@@ -3,13 +3,16 @@
 Context goes in ``extra``: ``log.info("imported", extra={"project_id": 3, "tasks": 10})`` gives
 ``{"ts": ..., "level": "info", "logger": ..., "msg": "imported", "project_id": 3, "tasks": 10}``.
 Every secret handed to :func:`configure` (the Label Studio API key, Kafka passwords) is replaced
-by ``***`` wherever it would appear in a line, whatever code logged it.
+by ``***`` wherever it would appear in a line, whatever code logged it — as written and as JSON
+escapes it. A secret shorter than :data:`MIN_SUBSTRING_SECRET` characters is masked only where it
+stands as a whole word, so that a toy key like ``x`` does not mangle every word that contains it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -19,6 +22,18 @@ _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
 )
 _MASK = "***"
+MIN_SUBSTRING_SECRET = 8
+"""Secrets at least this long are masked wherever they appear, shorter ones only as whole words."""
+
+
+def secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex matching every secret, raw and JSON-escaped; ``None`` when there are none."""
+    forms = {form for s in secrets if s for form in (s, json.dumps(s, ensure_ascii=False)[1:-1])}
+    parts = [
+        re.escape(form) if len(form) >= MIN_SUBSTRING_SECRET else rf"(?<!\w){re.escape(form)}(?!\w)"
+        for form in sorted(forms, key=len, reverse=True)
+    ]
+    return re.compile("|".join(parts)) if parts else None
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +41,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = secret_pattern(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -41,9 +56,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         line = json.dumps(entry, default=str, ensure_ascii=False)
-        for secret in self._secrets:
-            line = line.replace(secret, _MASK)
-        return line
+        return line if self._secrets is None else self._secrets.sub(_MASK, line)
 
 
 def configure(level: str = "INFO", *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
@@ -64,4 +77,4 @@ def configure(level: str = "INFO", *, secrets: Iterable[str] = (), stream: IO[st
         logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
 
 
-__all__ = ["JsonFormatter", "configure"]
+__all__ = ["MIN_SUBSTRING_SECRET", "JsonFormatter", "configure", "secret_pattern"]

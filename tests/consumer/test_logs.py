@@ -58,3 +58,24 @@ def test_exceptions_are_included(stream: io.StringIO) -> None:
         logging.getLogger("z").exception("failed")
     (entry,) = lines(stream)
     assert "ValueError: bad" in str(entry["exc"])
+
+
+def test_a_secret_that_json_escapes_is_masked_too() -> None:
+    out = io.StringIO()
+    formatter = logs.JsonFormatter(secrets=['pa"ss\\word-1'])
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    log = logging.getLogger("escapes")
+    log.addHandler(handler)
+    try:
+        log.error('login with pa"ss\\word-1 failed')
+    finally:
+        log.removeHandler(handler)
+    assert "ss\\\\word-1" not in out.getvalue()
+    assert json.loads(out.getvalue())["msg"] == "login with *** failed"
+
+
+def test_a_short_secret_is_masked_only_as_a_whole_word() -> None:
+    pattern = logs.secret_pattern(["x"])
+    assert pattern is not None
+    assert pattern.sub("***", "key=x; exception in extra") == "key=***; exception in extra"
