@@ -10,21 +10,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, get_args
 
 from pydantic import SecretStr, ValidationError
 
-from labelstudio_ingest.consumer import logs
+from labelstudio_ingest.consumer import dlq_cli, logs
 from labelstudio_ingest.consumer.settings import Settings, describe_errors, env_name, flag_name
 
 PROG = "labelstudio-ingest"
 EXIT_USAGE = 2
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`Settings` field; absent flags leave the environment in charge."""
-    for field, info in Settings.model_fields.items():
+def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str] | None = None) -> None:
+    """One flag per :class:`Settings` field (or per one of ``fields``); absent flags leave env in charge."""
+    for field in fields if fields is not None else Settings.model_fields:
+        info = Settings.model_fields[field]
         env = env_name(field)
         help_text = f"{info.description or ''} [env {env}]"
         if info.annotation is bool:
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings_flags(consume)
     consume.set_defaults(handler=_consume)
+    dlq_cli.register(commands, add_settings_flags)
     return parser
 
 
@@ -77,10 +79,7 @@ def _consume(args: argparse.Namespace) -> int:
 
     from labelstudio_ingest.consumer.app import ConsumerApp  # noqa: PLC0415 - heavy imports after the checks
 
-    secrets = [settings.label_studio_api_key.get_secret_value()]
-    for secret in (settings.sasl_password, settings.ssl_password):
-        if secret is not None:
-            secrets.append(secret.get_secret_value())
+    secrets = [settings.label_studio_api_key.get_secret_value(), *settings.secrets()]
     logs.configure(settings.log_level, secrets=secrets)
     app = ConsumerApp(settings)
     app.install_signal_handlers()

@@ -43,8 +43,11 @@ def _setting(env: str, default: object = ..., description: str = "", **kwargs: o
     return info
 
 
-class Settings(BaseSettings):
-    """Everything ``labelstudio-ingest consume`` needs; see docs/CONSUMER.md for the reference."""
+class KafkaConnection(BaseSettings):
+    """How to reach Kafka and which topics to use: what every sub-command shares (``consume``, ``dlq``).
+
+    No Label Studio setting is needed here, so ``dlq`` commands run without a Label Studio token.
+    """
 
     model_config = SettingsConfigDict(
         case_sensitive=False,
@@ -78,10 +81,73 @@ class Settings(BaseSettings):
 
     # --- Topics and group ------------------------------------------------------------------
     topic: str = _setting("INGEST_TOPIC", DEFAULT_TOPIC, "Topic of interaction events.", min_length=1)
-    group_id: str = _setting("INGEST_GROUP_ID", "labelstudio-ingest", "Consumer group id.", min_length=1)
     dlq_topic: str | None = _setting(
         "INGEST_DLQ_TOPIC", None, "Dead-letter topic (default: <INGEST_TOPIC>.dlq).", min_length=1
     )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("give at least one host:port")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Self:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                env
+                for env, value in (
+                    ("KAFKA_SASL_MECHANISM", self.sasl_mechanism),
+                    ("KAFKA_SASL_USERNAME", self.sasl_username),
+                    ("KAFKA_SASL_PASSWORD", self.sasl_password),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs {', '.join(missing)}"
+                )
+        return self
+
+    @property
+    def dlq(self) -> str:
+        """The dead-letter topic."""
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+    def kafka_security(self) -> dict[str, object]:
+        """The kafka-python client options for TLS and SASL (only those that are set)."""
+        options: dict[str, object] = {"security_protocol": self.security_protocol}
+        if self.security_protocol in {"SSL", "SASL_SSL"}:
+            options["ssl_check_hostname"] = self.ssl_check_hostname
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, key)
+                if value is not None:
+                    options[key] = str(value)
+            if self.ssl_password is not None:
+                options["ssl_password"] = self.ssl_password.get_secret_value()
+        if self.security_protocol.startswith("SASL_"):
+            assert self.sasl_password is not None  # checked by _sasl_complete
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        return options
+
+    def secrets(self) -> list[str]:
+        """The secret values of these settings, to keep out of logs and messages."""
+        return [s.get_secret_value() for s in (self.ssl_password, self.sasl_password) if s is not None]
+
+
+class Settings(KafkaConnection):
+    """Everything ``labelstudio-ingest consume`` needs; see docs/CONSUMER.md for the reference."""
+
+    # --- Group -----------------------------------------------------------------------------
+    group_id: str = _setting("INGEST_GROUP_ID", "labelstudio-ingest", "Consumer group id.", min_length=1)
     ledger_topic: str | None = _setting(
         "INGEST_LEDGER_TOPIC",
         None,
@@ -198,18 +264,6 @@ class Settings(BaseSettings):
         "INGEST_FAULT_CRASH_BATCH", 1, "TEST ONLY: the number of the batch (1-based) that crashes.", ge=1
     )
 
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _host_ports(cls, value: str) -> str:
-        servers = [s.strip() for s in value.split(",") if s.strip()]
-        if not servers:
-            raise ValueError("give at least one host:port")
-        for server in servers:
-            host, sep, port = server.rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"{server!r} is not host:port")
-        return ",".join(servers)
-
     @field_validator("label_studio_api_key")
     @classmethod
     def _non_empty_key(cls, value: SecretStr) -> SecretStr:
@@ -219,20 +273,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.security_protocol.startswith("SASL_"):
-            missing = [
-                env
-                for env, value in (
-                    ("KAFKA_SASL_MECHANISM", self.sasl_mechanism),
-                    ("KAFKA_SASL_USERNAME", self.sasl_username),
-                    ("KAFKA_SASL_PASSWORD", self.sasl_password),
-                )
-                if value is None
-            ]
-            if missing:
-                raise ValueError(
-                    f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs {', '.join(missing)}"
-                )
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("INGEST_BACKOFF_MAX_S must be at least INGEST_BACKOFF_INITIAL_S")
         if self.import_timeout_s * 1000 >= self.max_poll_interval_ms:
@@ -243,11 +283,6 @@ class Settings(BaseSettings):
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("INGEST_HEARTBEAT_INTERVAL_MS must be below INGEST_SESSION_TIMEOUT_MS")
         return self
-
-    @property
-    def dlq(self) -> str:
-        """The dead-letter topic."""
-        return self.dlq_topic or f"{self.topic}.dlq"
 
     @property
     def ledger(self) -> str:
@@ -266,24 +301,6 @@ class Settings(BaseSettings):
             max_project_config_bytes=self.max_project_config_bytes,
             max_tags=self.max_tags,
         )
-
-    def kafka_security(self) -> dict[str, object]:
-        """The kafka-python client options for TLS and SASL (only those that are set)."""
-        options: dict[str, object] = {"security_protocol": self.security_protocol}
-        if self.security_protocol in {"SSL", "SASL_SSL"}:
-            options["ssl_check_hostname"] = self.ssl_check_hostname
-            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-                value = getattr(self, key)
-                if value is not None:
-                    options[key] = str(value)
-            if self.ssl_password is not None:
-                options["ssl_password"] = self.ssl_password.get_secret_value()
-        if self.security_protocol.startswith("SASL_"):
-            assert self.sasl_password is not None  # checked by _consistent
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = self.sasl_password.get_secret_value()
-        return options
 
 
 def env_name(field: str) -> str:
@@ -326,4 +343,4 @@ def describe_errors(exc: ValidationError) -> str:
     return "invalid settings: " + "; ".join(problems)
 
 
-__all__ = ["CrashPoint", "Settings", "describe_errors", "env_name", "flag_name"]
+__all__ = ["CrashPoint", "KafkaConnection", "Settings", "describe_errors", "env_name", "flag_name"]
