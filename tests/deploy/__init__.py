@@ -1,0 +1,1 @@
+"""Checks of the image, the Kubernetes manifests, the alert rules and the Grafana dashboard."""
