@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,7 +11,6 @@ from labelstudio_ingest.consumer.labelconfig import default_config
 from labelstudio_ingest.schemas import Target, encode
 from tests.consumer.runner import (
     ConsumerProcess,
-    Publisher,
     Rig,
     chat_event,
     eventually,
@@ -37,23 +33,6 @@ NEEDS_MORE_DATA = (
 
 def title(kind: str) -> str:
     return f"it-{kind}-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def rig(
-    tmp_path: Path, kafka_bootstrap: str, kafka_topic: Callable[..., str], label_studio: Any, ls_client: Any
-) -> Iterator[Rig]:
-    publisher = Publisher(kafka_bootstrap)
-    topic = kafka_topic(partitions=4)
-    yield Rig(tmp_path, kafka_bootstrap, label_studio, ls_client, publisher, topic)
-    publisher.close()
-
-
-@pytest.fixture
-def consumer(rig: Rig) -> Iterator[ConsumerProcess]:
-    process = rig.consumer()
-    yield process
-    process.kill()
 
 
 def test_prompt_chat_and_custom_config_end_to_end(rig: Rig, consumer: ConsumerProcess) -> None:

@@ -7,15 +7,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labelstudio_ingest.schemas import Target
 from tests.consumer.runner import (
-    Publisher,
     Rig,
     eventually,
     project_titled,
@@ -24,16 +21,6 @@ from tests.consumer.runner import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def rig(
-    tmp_path: Path, kafka_bootstrap: str, kafka_topic: Callable[..., str], label_studio: Any, ls_client: Any
-) -> Iterator[Rig]:
-    publisher = Publisher(kafka_bootstrap)
-    topic = kafka_topic(partitions=4)
-    yield Rig(tmp_path, kafka_bootstrap, label_studio, ls_client, publisher, topic)
-    publisher.close()
 
 
 def exactly_once(ls_client: Any, project_id: int, expected: set[str]) -> bool:

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labelstudio_ingest.schemas import Target
-from tests.consumer.runner import Publisher, Rig, eventually, prompt_event, run_ids_of
+from tests.consumer.runner import Rig, eventually, prompt_event, run_ids_of
 
 pytestmark = pytest.mark.integration
 
 PROJECTS = 6
-
-
-@pytest.fixture
-def rig(
-    tmp_path: Path, kafka_bootstrap: str, kafka_topic: Callable[..., str], label_studio: Any, ls_client: Any
-) -> Iterator[Rig]:
-    publisher = Publisher(kafka_bootstrap)
-    topic = kafka_topic(partitions=4)
-    yield Rig(tmp_path, kafka_bootstrap, label_studio, ls_client, publisher, topic)
-    publisher.close()
 
 
 def projects_titled(client: Any, titles: set[str]) -> dict[str, list[int]]:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -17,7 +14,6 @@ from labelstudio_ingest.consumer.dlq import REPLAY_OF
 from labelstudio_ingest.consumer.labelconfig import default_config
 from labelstudio_ingest.schemas import Target
 from tests.consumer.runner import (
-    Publisher,
     Rig,
     eventually,
     project_titled,
@@ -30,12 +26,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def rig(
-    tmp_path: Path, kafka_bootstrap: str, kafka_topic: Callable[..., str], label_studio: Any, ls_client: Any
-) -> Iterator[Rig]:
-    publisher = Publisher(kafka_bootstrap)
-    yield Rig(tmp_path, kafka_bootstrap, label_studio, ls_client, publisher, kafka_topic(partitions=2))
-    publisher.close()
+def rig_partitions() -> int:
+    return 2
 
 
 def dlq(capsys: pytest.CaptureFixture[str], bootstrap: str, topic: str, *argv: str) -> tuple[int, str, str]:
