@@ -4,10 +4,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from label_studio_sdk.client import LabelStudio
 
-from tests.consumer.runner import ConsumerProcess, Publisher, Rig
-from tests.harness import LabelStudioServer
+# Helper modules with asserts, imported here before pytest would load them as plugins.
+pytest.register_assert_rewrite("tests.harness", "tests.consumer.runner")
+
+from label_studio_sdk.client import LabelStudio  # noqa: E402
+
+from tests.consumer.runner import ConsumerProcess, Publisher, Rig  # noqa: E402
+from tests.harness import LabelStudioServer  # noqa: E402
 
 pytest_plugins = ["tests.harness"]
 
