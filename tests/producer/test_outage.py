@@ -9,16 +9,17 @@ from collections.abc import Callable
 
 import pytest
 
+from labelstudio_ingest.consumer import embedded
 from labelstudio_ingest.producer import DropReason, LabelStudioCallbackHandler
 from tests.harness import wait_until
 
 from .fakes import FakeListChatModel, FakeListLLM
-from .support import FAST_RECOVERY, OwnBroker, read_events, unique_topic
+from .support import FAST_RECOVERY, read_events, unique_topic
 
 pytestmark = pytest.mark.integration
 
 MakeHandler = Callable[..., LabelStudioCallbackHandler]
-MakeBroker = Callable[[], OwnBroker]
+MakeBroker = Callable[[], embedded.Broker]
 
 
 def _calls(handler: LabelStudioCallbackHandler, count: int, prefix: str) -> None:
