@@ -26,6 +26,7 @@ from labelstudio_ingest.consumer.backoff import Backoff
 from labelstudio_ingest.consumer.errors import LabelStudioUnavailable, Rebalanced
 from labelstudio_ingest.consumer.health import HealthServer
 from labelstudio_ingest.consumer.ledger import Ledger
+from labelstudio_ingest.consumer.logs import Masker
 from labelstudio_ingest.consumer.metrics import Metrics
 from labelstudio_ingest.consumer.outbox import Outbox
 from labelstudio_ingest.consumer.pipeline import Pipeline
@@ -162,6 +163,7 @@ class ConsumerApp:
         self.resolver = ProjectResolver(
             self.client,
             allow_create=s.allow_create_projects,
+            allowlist=s.allowlist,
             cache_ttl_s=s.project_cache_ttl_s,
             on_created=self._project_created,
         )
@@ -175,6 +177,7 @@ class ConsumerApp:
             dlq_topic=s.dlq,
             group_id=s.group_id,
             crash=self._crash_point,
+            mask=Masker(s.secrets()),
         )
         self.backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
         self._built = True

@@ -79,15 +79,15 @@ def _consume(args: argparse.Namespace) -> int:
 
     from labelstudio_ingest.consumer.app import ConsumerApp  # noqa: PLC0415 - heavy imports after the checks
 
-    secrets = [settings.label_studio_api_key.get_secret_value(), *settings.secrets()]
-    logs.configure(settings.log_level, secrets=secrets)
+    logs.configure(settings.log_level, secrets=settings.secrets())
+    mask = logs.Masker(settings.secrets())
     app = ConsumerApp(settings)
     app.install_signal_handlers()
     try:
         app.build()
     except Exception as exc:
         logging.getLogger(__name__).exception("start-up failed")
-        print(f"{PROG}: start-up failed: {exc}", file=sys.stderr)
+        print(f"{PROG}: start-up failed: {mask(str(exc))}", file=sys.stderr)
         app.close(commit_ok=False)
         return 1
     return app.run()

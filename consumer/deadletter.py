@@ -44,6 +44,8 @@ class Reason(StrEnum):
 
     UNKNOWN_PROJECT = "unknown_project"
     LABEL_CONFIG = "label_config"
+    UNSAFE_LABEL_CONFIG = "unsafe_label_config"
+    NOT_ALLOWED = "not_allowed"
     IMPORT_REJECTED = "import_rejected"
 
 

@@ -36,12 +36,22 @@ def secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
+class Masker:
+    """Replaces every secret in a text (raw or JSON-escaped) with ``***``; a no-op without secrets."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._pattern = secret_pattern(secrets)
+
+    def __call__(self, text: str) -> str:
+        return text if self._pattern is None else self._pattern.sub(_MASK, text)
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line; ``extra`` fields become top-level keys."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = secret_pattern(secrets)
+        self._mask = Masker(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -56,7 +66,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         line = json.dumps(entry, default=str, ensure_ascii=False)
-        return line if self._secrets is None else self._secrets.sub(_MASK, line)
+        return self._mask(line)
 
 
 def configure(level: str = "INFO", *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
@@ -77,4 +87,4 @@ def configure(level: str = "INFO", *, secrets: Iterable[str] = (), stream: IO[st
         logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
 
 
-__all__ = ["MIN_SUBSTRING_SECRET", "JsonFormatter", "configure", "secret_pattern"]
+__all__ = ["MIN_SUBSTRING_SECRET", "JsonFormatter", "Masker", "configure", "secret_pattern"]

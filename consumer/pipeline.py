@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from labelstudio_ingest.consumer.allowlist import TargetNotAllowedError
+from labelstudio_ingest.consumer.configsafety import UnsafeLabelConfigError
 from labelstudio_ingest.consumer.deadletter import Failure, Reason, Stage, dead_letter
 from labelstudio_ingest.consumer.errors import (
     LabelStudioUnavailable,
@@ -110,6 +112,7 @@ class Pipeline:
         dlq_topic: str,
         group_id: str,
         crash: CrashHook | None = None,
+        mask: Callable[[str], str] = str,
     ) -> None:
         self._ledger = ledger
         self._sink = sink
@@ -120,6 +123,7 @@ class Pipeline:
         self._dlq_topic = dlq_topic
         self._group_id = group_id
         self._crash = crash or (lambda point, number: None)
+        self._mask = mask
 
     # --- steps --------------------------------------------------------------------------------
     def start(self, records: Sequence[Any], number: int) -> Batch:
@@ -194,8 +198,14 @@ class Pipeline:
                 assert item.event is not None
                 try:
                     item.project = self._resolver.resolve(item.event.target)
+                except TargetNotAllowedError as exc:
+                    self._dead(item, Failure.of(Reason.NOT_ALLOWED, Stage.ROUTE, exc))
+                    continue
                 except UnknownProjectError as exc:
                     self._dead(item, Failure.of(Reason.UNKNOWN_PROJECT, Stage.ROUTE, exc))
+                    continue
+                except UnsafeLabelConfigError as exc:
+                    self._dead(item, Failure.of(Reason.UNSAFE_LABEL_CONFIG, Stage.ROUTE, exc))
                     continue
                 except LabelConfigError as exc:
                     self._dead(item, Failure.of(Reason.LABEL_CONFIG, Stage.ROUTE, exc))
@@ -303,6 +313,7 @@ class Pipeline:
         self._metrics.duplicates.labels(source).inc()
 
     def _dead(self, item: Item, failure: Failure) -> None:
+        failure = replace(failure, message=self._mask(failure.message))  # e.g. an error body echoing a token
         full, slim = dead_letter(item.record, failure, topic=self._dlq_topic, group_id=self._group_id)
         self._outbox.send(full, if_too_large=slim)
         item.state = ItemState.DEAD

@@ -19,6 +19,8 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from labelstudio_ingest.consumer.allowlist import TargetAllowlist
+from labelstudio_ingest.consumer.configsafety import check_config_safety
 from labelstudio_ingest.consumer.labelconfig import (
     LabelConfigError,
     TaskLayout,
@@ -84,6 +86,7 @@ class ProjectResolver:
         client: LabelStudio,
         *,
         allow_create: bool = True,
+        allowlist: TargetAllowlist | None = None,
         cache_ttl_s: float = 300.0,
         on_created: Callable[[Project], None] | None = None,
         settle_s: float = 0.0,
@@ -92,6 +95,8 @@ class ProjectResolver:
         client: the Label Studio client every call goes through.
         allow_create: create a project for an unknown ``project_name``; otherwise such a target
             raises :class:`UnknownProjectError`.
+        allowlist: the projects targets may name; others raise
+            :class:`~labelstudio_ingest.consumer.allowlist.TargetNotAllowedError` before any request.
         cache_ttl_s: how long a resolved project is reused without asking Label Studio (0: never).
         on_created: called with each project this resolver created and kept (not with duplicates
             it created and deleted after losing a race).
@@ -101,6 +106,7 @@ class ProjectResolver:
         """
         self._client = client
         self._allow_create = allow_create
+        self._allowlist = allowlist or TargetAllowlist()
         self._ttl = cache_ttl_s
         self._negative_ttl = min(cache_ttl_s, NEGATIVE_CACHE_TTL_S)
         self._on_created = on_created
@@ -112,12 +118,15 @@ class ProjectResolver:
         """The project the target names: by id, else by title (created on first use).
 
         Raises:
+            TargetNotAllowedError: the target is outside the allowlist.
             UnknownProjectError: ``project_id`` does not exist, or the title does not and
                 ``allow_create`` is False.
             LabelConfigError: the project's (or, for a new project, the event's) label config
                 cannot receive runs; :class:`ProjectRejectedError` when Label Studio refused to
-                create the project.
+                create the project; :class:`UnsafeLabelConfigError` when the event's config for a
+                new project could run script in the labelling page.
         """
+        self._allowlist.check(target)
         project_id = target.project_id
         if project_id is not None:
             return self._cached(("id", project_id), lambda: self._by_id(project_id))
@@ -183,9 +192,11 @@ class ProjectResolver:
             target.project_config if target.project_config is not None else default_config(target.mode)
         )
         try:
+            if target.project_config is not None:  # untrusted markup; our defaults are not
+                check_config_safety(config)
             task_layout(config)  # refuse before anything is created
         except LabelConfigError as exc:
-            raise LabelConfigError(f"cannot create project {title!r}: {exc}") from None
+            raise type(exc)(f"cannot create project {title!r}: {exc}") from None
         description = f"{CREATED_BY} (creation {uuid.uuid4()})"
         try:
             mine = self._client.projects.create(title=title, label_config=config, description=description)

@@ -8,7 +8,7 @@ lower case with dashes (``INGEST_BATCH_SIZE`` → ``--batch-size``, ``LABEL_STUD
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -21,8 +21,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from labelstudio_ingest.consumer.allowlist import TargetAllowlist
 from labelstudio_ingest.schemas import DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -198,6 +199,17 @@ class Settings(KafkaConnection):
     allow_create_projects: bool = _setting(
         "INGEST_ALLOW_CREATE_PROJECTS", True, "Create a project named by an event when none has that title."
     )
+    allowed_project_ids: Annotated[frozenset[int], NoDecode] = _setting(
+        "INGEST_ALLOWED_PROJECT_IDS",
+        frozenset(),
+        "Comma-separated project ids events may write to (with INGEST_ALLOWED_PROJECT_NAMES: the "
+        "allowlist; both empty: any project). Others are dead letters (not_allowed).",
+    )
+    allowed_project_names: Annotated[tuple[str, ...], NoDecode] = _setting(
+        "INGEST_ALLOWED_PROJECT_NAMES",
+        (),
+        "Comma-separated title patterns (fnmatch, e.g. LangChain-*) events may write to by project_name.",
+    )
     project_cache_ttl_s: float = _setting(
         "INGEST_PROJECT_CACHE_TTL_S", 300.0, "How long a resolved project (and its config) is cached.", ge=0
     )
@@ -271,6 +283,21 @@ class Settings(KafkaConnection):
             raise ValueError("is empty")
         return value
 
+    @field_validator("allowed_project_ids", mode="before")
+    @classmethod
+    def _id_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return frozenset(int(part) for part in _comma_list(value))
+            except ValueError:
+                raise ValueError(f"must be comma-separated project ids, not {value!r}") from None
+        return value
+
+    @field_validator("allowed_project_names", mode="before")
+    @classmethod
+    def _name_list(cls, value: object) -> object:
+        return tuple(_comma_list(value)) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.backoff_max_s < self.backoff_initial_s:
@@ -289,6 +316,15 @@ class Settings(KafkaConnection):
         """The dedup ledger topic."""
         return self.ledger_topic or f"{self.topic}.ledger"
 
+    def secrets(self) -> list[str]:
+        """The Label Studio token and the Kafka secrets, to keep out of logs, dead letters and messages."""
+        return [self.label_studio_api_key.get_secret_value(), *super().secrets()]
+
+    @property
+    def allowlist(self) -> TargetAllowlist:
+        """The projects events may write to (inactive when both lists are empty)."""
+        return TargetAllowlist(self.allowed_project_ids, self.allowed_project_names)
+
     @property
     def limits(self) -> Limits:
         """The event limits as the contract's :class:`Limits`."""
@@ -301,6 +337,10 @@ class Settings(KafkaConnection):
             max_project_config_bytes=self.max_project_config_bytes,
             max_tags=self.max_tags,
         )
+
+
+def _comma_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def env_name(field: str) -> str:
