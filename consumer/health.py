@@ -1,5 +1,9 @@
 """One HTTP port: ``/metrics`` (Prometheus), ``/healthz`` (alive), ``/readyz`` (ready to work).
 
+It serves nothing else: any other path is 404, any method but ``GET`` is 405, error pages are one
+JSON line without server details, and an idle connection is closed after :data:`IDLE_TIMEOUT_S`
+so slow clients cannot pile up threads. Request bodies are never read.
+
 The server runs in a daemon thread. Readiness is a callable the application supplies; it is
 called per request and returns ``(ready, details)``.
 """
@@ -17,6 +21,9 @@ from prometheus_client.exposition import choose_encoder
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
+IDLE_TIMEOUT_S = 30.0
+"""A connection that sends nothing for this long is closed (Prometheus scrapes take well under it)."""
+
 
 class HealthServer:
     """Serves metrics and probes on ``host:port`` until :meth:`stop`."""
@@ -25,7 +32,9 @@ class HealthServer:
         handler = _handler(registry, readiness)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name="health-http", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -46,6 +55,10 @@ class HealthServer:
 def _handler(registry: CollectorRegistry, readiness: Readiness) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "labelstudio-ingest"
+        sys_version = ""  # no Python version in the Server header
+        timeout = IDLE_TIMEOUT_S
+        error_content_type = "application/json"
+        error_message_format = '{"status": "%(code)d"}'
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -62,6 +75,19 @@ def _handler(registry: CollectorRegistry, readiness: Readiness) -> type[BaseHTTP
                 self._json(200 if ready else 503, {"status": "ready" if ready else "not ready", **details})
             else:
                 self._json(404, {"status": "not found"})
+
+        def _not_allowed(self) -> None:
+            self.close_connection = True  # a body we never read must not be parsed as the next request
+            self.send_response(405)
+            self.send_header("Allow", "GET")
+            body = b'{"status": "method not allowed"}'
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
         def _json(self, status: int, body: dict[str, Any]) -> None:
             self._send(status, json.dumps(body).encode(), "application/json")

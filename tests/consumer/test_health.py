@@ -68,6 +68,34 @@ def test_anything_else_is_not_found(served: tuple[str, Metrics, Readiness]) -> N
     assert httpx.get(f"{url}/metrics/extra").status_code == 404
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "HEAD"])
+def test_only_get_is_served(served: tuple[str, Metrics, Readiness], method: str) -> None:
+    url, _, _ = served
+    response = httpx.request(method, f"{url}/metrics", content=b'{"x": 1}' * 100)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize(
+    "path", ["/../../etc/passwd", "/metrics/../healthz/..", "/%2e%2e/etc/passwd", "/debug/pprof", "/admin"]
+)
+def test_nothing_else_is_reachable(served: tuple[str, Metrics, Readiness], path: str) -> None:
+    url, _, _ = served
+    with httpx.Client() as client:
+        response = client.send(client.build_request("GET", f"{url}{path}"))
+    assert response.status_code == 404
+    assert response.json() == {"status": "not found"}
+
+
+def test_errors_reveal_no_server_details(served: tuple[str, Metrics, Readiness]) -> None:
+    url, _, _ = served
+    response = httpx.request("BREW", f"{url}/metrics")  # an unknown method: the server's own error page
+    assert response.status_code == 501
+    assert response.headers["content-type"] == "application/json"
+    assert "Python" not in response.headers["server"] + response.text
+    assert "Python" not in httpx.get(f"{url}/healthz").headers["server"]
+
+
 def test_a_failing_readiness_check_answers_not_ready() -> None:
     def broken() -> tuple[bool, dict[str, Any]]:
         raise RuntimeError("boom")
