@@ -7,6 +7,9 @@ message says what is wrong in words a person can act on.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
@@ -32,6 +35,17 @@ HEADER_SCHEMA_VERSION = "schema-version"
 
 _MAX_ERRORS_SHOWN = 5
 _MAX_INPUT_SHOWN = 60
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A ``\\uD800``-``\\uDFFF`` escape: a pair encodes one character, a lone one is not text."""
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the key {_short(key)} appears twice in one object; keys must be unique")
+
+
+class _NotFiniteError(ValueError):
+    pass
 
 
 class DecodeErrorReason(StrEnum):
@@ -87,15 +101,12 @@ def decode(data: bytes | bytearray | memoryview | None, limits: Limits = DEFAULT
             f"the record is {len(raw)} bytes; the limit is {limits.max_event_bytes}",
         )
     try:
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EventDecodeError(
             DecodeErrorReason.NOT_UTF8, f"the record is not UTF-8 (byte {exc.start}: {exc.reason})"
         ) from None
-    try:
-        obj = pydantic_core.from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
-        raise EventDecodeError(DecodeErrorReason.NOT_JSON, f"the record is not JSON ({exc})") from None
+    obj = _parse_json(text, raw)
     if not isinstance(obj, dict):
         raise EventDecodeError(DecodeErrorReason.INVALID, f"an event is a JSON object, not {_json_type(obj)}")
     version = obj.get("schema_version")
@@ -115,6 +126,55 @@ def decode(data: bytes | bytearray | memoryview | None, limits: Limits = DEFAULT
     if problems:
         raise EventDecodeError(DecodeErrorReason.OVERSIZED, "; ".join(problems))
     return event
+
+
+def _parse_json(text: str, raw: bytes) -> Any:
+    """Strict JSON: unique keys, finite numbers, no lone surrogates, bounded nesting.
+
+    Duplicate keys are refused rather than resolved: parsers disagree on which copy wins, and a
+    record must mean the same to every reader of the topic.
+    """
+    try:
+        obj = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_not_finite,
+            parse_float=_finite_float,
+        )
+    except _DuplicateKeyError as exc:
+        raise EventDecodeError(DecodeErrorReason.INVALID, str(exc)) from None
+    except RecursionError:
+        raise EventDecodeError(DecodeErrorReason.NOT_JSON, "the record is nested too deeply") from None
+    except ValueError as exc:
+        raise EventDecodeError(DecodeErrorReason.NOT_JSON, f"the record is not JSON ({exc})") from None
+    if _SURROGATE_ESCAPE.search(raw):  # rare: let the strict Rust parser refuse lone surrogates
+        try:
+            pydantic_core.from_json(raw, allow_inf_nan=False)
+        except ValueError as exc:
+            raise EventDecodeError(DecodeErrorReason.NOT_JSON, f"the record is not JSON ({exc})") from None
+    return obj
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def _not_finite(constant: str) -> Any:
+    raise _NotFiniteError(f"{constant} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NotFiniteError(f"the number {_short(literal)} is out of range")
+    return value
 
 
 def describe_validation_error(exc: ValidationError) -> str:
