@@ -87,7 +87,9 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     of metadata and invocation parameters; if it raises, the event is dropped, never sent unredacted.
     At most ``max_buffered_events`` events / ``max_buffered_bytes`` bytes wait for an unreachable
     broker; newer ones are dropped and counted. ``exit_timeout`` bounds the flush at interpreter exit.
-    ``limits`` are the contract's size limits (an event over ``max_event_bytes`` is dropped).
+    ``limits`` are the contract's size limits: an event over ``max_event_bytes``, or over the
+    producer's ``max_request_size`` less 1 KiB of record overhead, is dropped and counted as
+    ``oversized`` (never truncated: a cut response would be labelled as if it were whole).
 
     A run whose kind differs from ``mode`` (a chat model under ``mode="prompt"``, a text LLM under
     ``mode="chat"``) is published with its real kind, and the handler warns once.
@@ -153,6 +155,8 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
             if producer is not None
             else env.producer_settings(env.resolve_bootstrap_servers(bootstrap_servers), producer_config)
         )
+        self.max_value_bytes = _max_value_bytes(limits, producer, producer_settings)
+        """The largest encoded event this handler sends; larger ones are dropped as ``oversized``."""
         self._transport = acquire_transport(
             settings=producer_settings,
             producer=producer,
@@ -316,14 +320,15 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
 
     def _publish(self, event: PromptEvent | ChatEvent) -> None:
         value = encode(event)
-        if len(value) > self.limits.max_event_bytes:
+        if len(value) > self.max_value_bytes:
             self._drop(DropReason.OVERSIZED)
             self._log.warning(
                 "oversized",
-                "Label Studio ingest: the event of run %s is %d bytes, over the %d-byte limit; dropped",
+                "Label Studio ingest: the event of run %s is %d bytes, over the %d-byte limit "
+                "(max_event_bytes, or the producer's max_request_size less record overhead); dropped",
                 event.run_id,
                 len(value),
-                self.limits.max_event_bytes,
+                self.max_value_bytes,
             )
             return
         record = Record(topic=self.topic, key=event_key(event), value=value, headers=event_headers(event))
@@ -385,6 +390,26 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 raise ValueError(
                     f"project_config is {size} bytes; the limit is {limits.max_project_config_bytes}"
                 )
+
+
+KAFKA_MAX_REQUEST_SIZE = 1_048_576
+"""kafka-python's default ``max_request_size``: it refuses a larger record before sending it."""
+RECORD_OVERHEAD_BYTES = 1_024
+"""Room for the key, headers and record-batch framing around an event's value."""
+
+
+def _max_value_bytes(
+    limits: Limits, producer: KafkaProducer | None, settings: Mapping[str, Any] | None
+) -> int:
+    """The contract's ``max_event_bytes``, lowered to what the producer would send at all.
+
+    An event over kafka-python's ``max_request_size`` would fail in the sender; dropping it on the
+    caller's thread instead says why right away. A broker (or topic) limit below the producer's is
+    still possible: such events are refused by Kafka and counted as failed, never raised.
+    """
+    config: Mapping[str, Any] = getattr(producer, "config", None) or settings or {}
+    request_limit = int(config.get("max_request_size") or KAFKA_MAX_REQUEST_SIZE)
+    return max(1, min(limits.max_event_bytes, request_limit - RECORD_OVERHEAD_BYTES))
 
 
 def _mode(mode: Mode | str | Enum) -> Mode:

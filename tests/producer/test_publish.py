@@ -272,6 +272,34 @@ def test_metrics_are_exposed_to_prometheus(
     assert f'labelstudio_ingest_producer_failed_total{{topic="{topic}"}} 0.0' in exposition
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["producer_config", "shared-producer"])
+def test_events_over_the_producers_request_limit_are_dropped_not_raised(
+    kafka_bootstrap: str, topic: str, make_handler: MakeHandler, shared: bool
+) -> None:
+    """A record kafka-python would refuse (``max_request_size``) is dropped at the callback, counted."""
+    limit = {"max_request_size": 20_000}
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, **FAST_RECOVERY, **limit) if shared else None
+    try:
+        handler = (
+            make_handler(producer=producer, topic=topic)
+            if producer is not None
+            else make_handler(bootstrap_servers=kafka_bootstrap, topic=topic, producer_config=limit)
+        )
+        assert handler.max_value_bytes == 20_000 - 1_024
+        llm = FakeListLLM(responses=["fine"])
+        assert llm.invoke("x" * 30_000, config={"callbacks": [handler]}) == "fine"
+        assert llm.invoke("y" * 15_000, config={"callbacks": [handler]}) == "fine"  # under the limit
+        assert handler.flush(30)
+        stats = handler.stats
+        assert (stats.published, stats.failed, stats.dropped_by_reason) == (1, 0, {"oversized": 1})
+        (item,) = read_events(kafka_bootstrap, topic, 1)
+        assert isinstance(item.event, PromptEvent)
+        assert item.event.prompts == ["y" * 15_000]
+    finally:
+        if producer is not None:
+            producer.close(5)
+
+
 def test_handlers_can_share_the_apps_producer(
     kafka_bootstrap: str, topic: str, make_handler: MakeHandler
 ) -> None:

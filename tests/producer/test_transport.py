@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, TopicAuthorizationFailedError
 from kafka.future import Future
 
 from labelstudio_ingest.producer import client, transport
@@ -88,6 +88,23 @@ def test_retriable_failures_are_retried_and_permanent_ones_counted(
     wait_until(lambda: sender.stats().failed == 1, message="not counted as failed")
     assert sender.stats().buffered == 0
     assert producer.sent == 3  # never retried
+
+
+@pytest.mark.parametrize("refusal", [MessageSizeTooLargeError(), TopicAuthorizationFailedError()])
+def test_a_broker_refusing_a_record_for_good_is_counted_not_retried(
+    fake: tuple[Transport, HandSettledProducer], refusal: Exception
+) -> None:
+    """E.g. a topic whose max.message.bytes is below the producer's max_request_size."""
+    sender, producer = fake
+    sender.submit(_record(1))
+    wait_until(lambda: producer.sent == 1, message="not sent")
+    producer.settle(refusal)
+    wait_until(lambda: sender.stats().failed == 1, message="not counted as failed")
+    sender.submit(_record(2))
+    wait_until(lambda: producer.sent == 2, message="the next record is not sent")
+    producer.settle()
+    wait_until(lambda: sender.stats().published == 1, message="the next record is not published")
+    assert sender.stats().buffered == 0
 
 
 def test_the_bootstrap_probe() -> None:
