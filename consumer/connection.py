@@ -8,27 +8,38 @@ say which step failed. Nothing here ever includes a password.
 from __future__ import annotations
 
 import logging
+import re
 from types import TracebackType
 
 from labelstudio_ingest.consumer.settings import KafkaConnection
 
 _KAFKA_LOGGER = "kafka"
 _MAX_DETAIL = 300
+_REASON = re.compile(r"(?:Connection lost|Connection failed|failed): (?P<reason>.+?)(?: \(backoff [^)]*\))?$")
+_NOISE = ("Bootstrap failed", "not ready")
 
 
 class ClientErrors(logging.Handler):
-    """While active (``with``), remembers the last warning or error kafka-python logged."""
+    """While active (``with``), remembers why kafka-python's last connection attempt failed.
+
+    Keeps the reason of its last "Connection lost/failed: ..." warning or error (e.g. ``Handshake
+    failed: [SSL: CERTIFICATE_VERIFY_FAILED] ...``), skipping its summaries ("Bootstrap failed").
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.last: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Keep the record's message (formatting errors are ignored)."""
+        """Keep the failure reason of a record (records that cannot be formatted are ignored)."""
         try:
-            self.last = record.getMessage()[:_MAX_DETAIL]
-        except Exception:
-            self.last = None
+            message = record.getMessage()
+        except Exception:  # a log handler must never raise
+            return
+        if any(noise in message for noise in _NOISE):
+            return
+        match = _REASON.search(message)
+        self.last = (match.group("reason") if match else message)[:_MAX_DETAIL]
 
     def __enter__(self) -> ClientErrors:
         logging.getLogger(_KAFKA_LOGGER).addHandler(self)

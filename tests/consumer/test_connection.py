@@ -54,6 +54,9 @@ def test_client_errors_keeps_the_last_warning_of_kafka_python_only_while_active(
     client = ClientErrors()
     with client:
         logging.getLogger("kafka.net.connection").info("not this")
-        logging.getLogger("kafka.net.connection").error("Connection lost: %s", "handshake")
+        logging.getLogger("kafka.net.connection").error(
+            "<KafkaConnection node_id=bootstrap-0>: Connection lost: KafkaConnectionError: Handshake failed"
+        )
+        logging.getLogger("kafka.net.manager").error("Bootstrap failed: KafkaTimeoutError: x")
     logging.getLogger("kafka.net.connection").error("after")
-    assert client.last == "Connection lost: handshake"
+    assert client.last == "KafkaConnectionError: Handshake failed"
