@@ -23,10 +23,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from langchain_core.language_models.fake import FakeListLLM
 
@@ -106,6 +107,16 @@ def scram_broker(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iter
         broker.stop()
 
 
+def _client_ssl(certs: Certs) -> dict[str, Any]:
+    """kafka-python options of a client that trusts our CA and presents its certificate."""
+    return {
+        "security_protocol": "SSL",
+        "ssl_cafile": str(certs.ca),
+        "ssl_certfile": str(certs.client_cert),
+        "ssl_keyfile": str(certs.client_key),
+    }
+
+
 def _sasl_env(certs: Certs, mechanism: str) -> dict[str, str]:
     return {
         "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -116,12 +127,15 @@ def _sasl_env(certs: Certs, mechanism: str) -> dict[str, str]:
     }
 
 
-def _dlq_inspect(bootstrap: str, env: dict[str, str], topic: str) -> subprocess.CompletedProcess[str]:
-    """``labelstudio-ingest dlq inspect`` in a subprocess with only these Kafka settings."""
+def _dlq_inspect(
+    bootstrap: str, env: dict[str, str], topic: str, *argv: str
+) -> subprocess.CompletedProcess[str]:
+    """``labelstudio-ingest dlq inspect`` (or ``argv``) in a subprocess with only these Kafka settings."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "INGEST_"))}
     clean.update(env, KAFKA_BOOTSTRAP_SERVERS=bootstrap, INGEST_TOPIC=topic)
+    command = [sys.executable, "-m", "labelstudio_ingest.consumer.cli", "dlq", *(argv or ["inspect"])]
     return subprocess.run(
-        [sys.executable, "-m", "labelstudio_ingest.consumer.cli", "dlq", "inspect", "--timeout", "4"],
+        [*command, "--timeout", "4"],
         env=clean,
         capture_output=True,
         text=True,
@@ -151,15 +165,12 @@ def test_events_travel_over_mutual_tls_into_label_studio(  # noqa: PLR0917
 ) -> None:
     topic, title = f"it.tls.{uuid.uuid4().hex[:10]}", f"it-tls-{uuid.uuid4().hex[:10]}"
     ssl_env = {"KAFKA_SECURITY_PROTOCOL": "SSL", **certs.ssl_env()}
-    admin = KafkaAdminClient(
-        bootstrap_servers=tls_broker.bootstrap,
-        security_protocol="SSL",
-        ssl_cafile=str(certs.ca),
-        ssl_certfile=str(certs.client_cert),
-        ssl_keyfile=str(certs.client_key),
-    )
-    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin = KafkaAdminClient(bootstrap_servers=tls_broker.bootstrap, **_client_ssl(certs))
+    admin.create_topics([NewTopic(topic, 1, 1), NewTopic(f"{topic}.replayed", 1, 1)])
     admin.close()
+    raw = KafkaProducer(bootstrap_servers=tls_broker.bootstrap, **_client_ssl(certs))
+    raw.send(topic, key=b"bad", value=b"{not json").get(30)  # for the dead-letter commands below
+    raw.close()
 
     # the producer takes TLS from the same KAFKA_* variables as the consumer
     handler = _handler(monkeypatch, ssl_env, tls_broker.bootstrap, topic, title)
@@ -182,8 +193,19 @@ def test_events_travel_over_mutual_tls_into_label_studio(  # noqa: PLR0917
     finally:
         assert consumer.terminate() == 0, consumer.log_text()
 
-    inspected = _dlq_inspect(tls_broker.bootstrap, ssl_env, topic)
-    assert inspected.returncode == 0, inspected.stderr
+    # the dead-letter commands over TLS: the bad record is listed and replayed
+    inspected = eventually(
+        lambda: (
+            (result := _dlq_inspect(tls_broker.bootstrap, ssl_env, topic)).returncode == 0
+            and "not_json=1" in result.stdout
+            and result
+        ),
+        message="the dead letter listed over TLS",
+    )
+    assert "not_json" in inspected.stdout
+    replayed = _dlq_inspect(tls_broker.bootstrap, ssl_env, topic, "replay", "--to", f"{topic}.replayed")
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"1 dead letter replayed to {topic}.replayed: not_json=1" in replayed.stdout
 
 
 @pytest.mark.parametrize(
