@@ -13,9 +13,11 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, get_args
 
+from kafka.errors import KafkaError
 from pydantic import SecretStr, ValidationError
 
 from labelstudio_ingest.consumer import dlq_cli, logs
+from labelstudio_ingest.consumer.connection import ClientErrors, connection_failure
 from labelstudio_ingest.consumer.settings import Settings, describe_errors, env_name, flag_name
 
 PROG = "labelstudio-ingest"
@@ -83,8 +85,16 @@ def _consume(args: argparse.Namespace) -> int:
     mask = logs.Masker(settings.secrets())
     app = ConsumerApp(settings)
     app.install_signal_handlers()
+    client = ClientErrors()
     try:
-        app.build()
+        with client:
+            app.build()
+    except KafkaError as exc:  # refused or unreachable: say which settings, without a traceback
+        message = connection_failure(settings, exc, client.last)
+        logging.getLogger(__name__).error("start-up failed: %s", message)
+        print(f"{PROG}: start-up failed: {message}", file=sys.stderr)
+        app.close(commit_ok=False)
+        return 1
     except Exception as exc:
         logging.getLogger(__name__).exception("start-up failed")
         print(f"{PROG}: start-up failed: {mask(str(exc))}", file=sys.stderr)

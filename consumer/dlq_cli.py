@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
 
+from labelstudio_ingest.consumer.connection import ClientErrors, what_to_check
 from labelstudio_ingest.consumer.dlq import (
     DeadLetter,
     Filter,
@@ -162,10 +163,15 @@ def _run(args: argparse.Namespace, body: Callable[[KafkaConnection, float], int]
     except UsageError as exc:
         print(f"{PROG} {args.dlq_command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    client = ClientErrors()
     try:
-        return body(conn, timeout_s)
+        with client:
+            return body(conn, timeout_s)
     except KafkaUnavailable as exc:
         message = str(exc)
+        if client.last:
+            message += f" (last client error: {client.last})"
+        message += f". Check {what_to_check(conn)}."
         for secret in conn.secrets():
             message = message.replace(secret, "***")
         print(f"{PROG} {args.dlq_command}: {message}", file=sys.stderr)

