@@ -90,7 +90,7 @@ def _consume(args: argparse.Namespace) -> int:
         with client:
             app.build()
     except KafkaError as exc:  # refused or unreachable: say which settings, without a traceback
-        message = connection_failure(settings, exc, client.last)
+        message = mask(connection_failure(settings, exc, client.last))
         logging.getLogger(__name__).error("start-up failed: %s", message)
         print(f"{PROG}: start-up failed: {message}", file=sys.stderr)
         app.close(commit_ok=False)
