@@ -15,7 +15,7 @@ from typing import Any, get_args
 
 from pydantic import SecretStr, ValidationError
 
-from labelstudio_ingest.consumer import dlq_cli, export_cli, logs
+from labelstudio_ingest.consumer import dlq_cli, export_cli, logs, webhooks_cli
 from labelstudio_ingest.consumer.settings import Settings, describe_errors, env_name, flag_name
 
 PROG = "labelstudio-ingest"
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume.set_defaults(handler=_consume)
     dlq_cli.register(commands, add_settings_flags)
     export_cli.register(commands, add_settings_flags)
+    webhooks_cli.register(commands, add_settings_flags)
     return parser
 
 

@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from labelstudio_ingest.schemas import DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
+from labelstudio_ingest.schemas import DEFAULT_FEEDBACK_TOPIC, DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -254,6 +254,29 @@ class Settings(KafkaConnection):
         gt=0,
     )
 
+    # --- Feedback webhooks (docs/FEEDBACK.md) --------------------------------------------------
+    webhook_port: int | None = _setting(
+        "INGEST_WEBHOOK_PORT",
+        None,
+        "Port of the Label Studio webhook endpoint (unset: no endpoint; 0: any free port). Never the "
+        "metrics port.",
+        ge=0,
+        le=65535,
+    )
+    webhook_host: str = _setting("INGEST_WEBHOOK_HOST", "0.0.0.0", "Address of the webhook endpoint.")
+    webhook_secret: SecretStr | None = _setting(
+        "INGEST_WEBHOOK_SECRET", None, "Shared secret Label Studio sends in a header (required with a port)."
+    )
+    webhook_max_body_bytes: int = _setting(
+        "INGEST_WEBHOOK_MAX_BODY_BYTES", 4 * 2**20, "Largest webhook request body accepted.", ge=1024
+    )
+    feedback_topic: str = _setting(
+        "INGEST_FEEDBACK_TOPIC", DEFAULT_FEEDBACK_TOPIC, "Topic of feedback events.", min_length=1
+    )
+    feedback_textarea: str | None = _setting(
+        "INGEST_FEEDBACK_TEXTAREA", None, "TextArea holding the correction (default: the predicted one)."
+    )
+
     # --- Test-only fault injection -----------------------------------------------------------
     fault_crash_after: CrashPoint | None = _setting(
         "INGEST_FAULT_CRASH_AFTER",
@@ -282,7 +305,17 @@ class Settings(KafkaConnection):
             )
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("INGEST_HEARTBEAT_INTERVAL_MS must be below INGEST_SESSION_TIMEOUT_MS")
+        if self.webhook_port is not None:
+            if self.webhook_secret is None or not self.webhook_secret.get_secret_value().strip():
+                raise ValueError("INGEST_WEBHOOK_PORT needs INGEST_WEBHOOK_SECRET")
+            if self.webhook_port != 0 and self.webhook_port == self.metrics_port:
+                raise ValueError("INGEST_WEBHOOK_PORT must differ from INGEST_METRICS_PORT")
         return self
+
+    def secrets(self) -> list[str]:
+        """The secret values of these settings, to keep out of logs and messages."""
+        webhook = [self.webhook_secret.get_secret_value()] if self.webhook_secret is not None else []
+        return [*super().secrets(), *webhook]
 
     @property
     def ledger(self) -> str:
