@@ -13,30 +13,27 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from label_studio_sdk.core.api_error import ApiError
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from labelstudio_ingest.consumer.annotations import feedback_config
-from labelstudio_ingest.consumer.export import (
-    FORMATS,
-    ExportReport,
-    ExportState,
-    Format,
-    ProjectRef,
-    export,
-    parse_since,
-)
-from labelstudio_ingest.consumer.labelconfig import LabelConfigError
 from labelstudio_ingest.consumer.settings import describe_errors
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from labelstudio_ingest.consumer.export import ExportReport, ProjectRef
+
+# The SDK, the label-config parser and the export itself load only when the command runs, so
+# that every other sub-command starts without them.
 
 PROG = "labelstudio-ingest export"
 EXIT_OK, EXIT_LABEL_STUDIO, EXIT_USAGE = 0, 1, 2
 PAGE_SIZE = 100
 LS_FIELDS = ("label_studio_url", "label_studio_api_key")
+FORMATS = ("sft", "preference", "reward")
+"""``export.FORMATS``, repeated here to keep the parser light (a test checks they agree)."""
 
 AddFlags = Callable[[argparse.ArgumentParser, Iterable[str]], None]
 
@@ -115,6 +112,10 @@ def default_state_path(out: Path, project_id: int, fmt: str) -> Path:
 
 def resolve_project(client: Any, text: str) -> ProjectRef:
     """The project with this id, or with exactly this title (one of them)."""
+    from label_studio_sdk.core.api_error import ApiError  # noqa: PLC0415
+
+    from labelstudio_ingest.consumer.export import ProjectRef  # noqa: PLC0415
+
     text = text.strip()
     if text.isdigit():
         try:
@@ -134,6 +135,11 @@ def resolve_project(client: Any, text: str) -> ProjectRef:
 
 def run(args: argparse.Namespace) -> int:
     """The ``export`` command."""
+    import httpx  # noqa: PLC0415
+    from label_studio_sdk.core.api_error import ApiError  # noqa: PLC0415
+
+    from labelstudio_ingest.consumer.export import parse_since  # noqa: PLC0415
+
     overrides = {k: v for k, v in vars(args).items() if k in LS_FIELDS}
     try:
         conn = LabelStudioConnection(**overrides)
@@ -158,7 +164,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_LABEL_STUDIO
 
 
-def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: Any) -> int:
+def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: datetime | None) -> int:
+    from labelstudio_ingest.consumer.annotations import feedback_config  # noqa: PLC0415
+    from labelstudio_ingest.consumer.export import ExportState, Format, export  # noqa: PLC0415
+    from labelstudio_ingest.consumer.labelconfig import LabelConfigError  # noqa: PLC0415
+
     client = conn.client()
     project = resolve_project(client, args.project)
     full = client.projects.get(id=project.id)

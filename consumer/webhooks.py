@@ -28,18 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from labelstudio_ingest.consumer.annotations import (
-    Feedback,
-    FeedbackConfig,
-    SkipReason,
-    feedback_config,
-    model_response,
-    read_annotation,
-)
-from labelstudio_ingest.consumer.labelconfig import LabelConfigError
-from labelstudio_ingest.consumer.metrics import Metrics
 from labelstudio_ingest.schemas import (
     FeedbackEvent,
     FeedbackProject,
@@ -49,6 +39,14 @@ from labelstudio_ingest.schemas import (
     feedback_headers,
     feedback_key,
 )
+
+if TYPE_CHECKING:
+    from labelstudio_ingest.consumer.annotations import FeedbackConfig, SkipReason
+    from labelstudio_ingest.consumer.labelconfig import LabelConfigError
+    from labelstudio_ingest.consumer.metrics import Metrics
+
+# consumer/annotations.py (and with it the Label Studio SDK) loads when the endpoint starts, not
+# when the command line is parsed.
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +208,9 @@ class FeedbackHook:
 
     # --- feedback --------------------------------------------------------------------------------
     def _publish(self, action: str, annotation_id: int, task_id: int) -> Reply:
+        from labelstudio_ingest.consumer.annotations import SkipReason  # noqa: PLC0415
+        from labelstudio_ingest.consumer.labelconfig import LabelConfigError  # noqa: PLC0415
+
         task = self._call("label_studio_unavailable", lambda: self._reader.task(task_id))
         if task is None:
             return self._skip("task_gone", task_id=task_id)
@@ -257,6 +258,9 @@ class FeedbackHook:
         return Reply(200, {"status": "published", "event_id": str(event.event_id), "run_id": str(run_id)})
 
     def _project(self, project_id: int) -> tuple[FeedbackProject, FeedbackConfig | LabelConfigError] | None:
+        from labelstudio_ingest.consumer.annotations import feedback_config  # noqa: PLC0415
+        from labelstudio_ingest.consumer.labelconfig import LabelConfigError  # noqa: PLC0415
+
         now = time.monotonic()
         with self._projects_lock:
             cached = self._projects.get(project_id)
@@ -303,6 +307,13 @@ def build_event(  # noqa: PLR0917 (every part of the event)
     now: datetime,
 ) -> FeedbackEvent | SkipReason:
     """The feedback event of one annotation of one of our tasks, or why there is none (empty)."""
+    from labelstudio_ingest.consumer.annotations import (  # noqa: PLC0415
+        Feedback,
+        SkipReason,
+        model_response,
+        read_annotation,
+    )
+
     read = read_annotation(annotation, config)
     cancelled = read is SkipReason.CANCELLED
     if isinstance(read, SkipReason) and not cancelled:

@@ -17,16 +17,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from labelstudio_ingest.consumer import logs
-from labelstudio_ingest.consumer.export import as_dict
 from labelstudio_ingest.consumer.export_cli import LabelStudioConnection, UsageError, resolve_project
-from labelstudio_ingest.consumer.metrics import Metrics
 from labelstudio_ingest.consumer.settings import Settings, describe_errors
 from labelstudio_ingest.consumer.webhooks import (
     ACTIONS,
@@ -35,6 +32,9 @@ from labelstudio_ingest.consumer.webhooks import (
     FeedbackHook,
     WebhookServer,
 )
+
+if TYPE_CHECKING:
+    from labelstudio_ingest.consumer.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class SdkTaskReader:
 
     def task(self, task_id: int) -> Mapping[str, Any] | None:
         from label_studio_sdk.core.api_error import ApiError  # noqa: PLC0415
+
+        from labelstudio_ingest.consumer.export import as_dict  # noqa: PLC0415
 
         try:
             return as_dict(self._client.tasks.get(id=str(task_id)))
@@ -167,6 +169,7 @@ def ensure_feedback_topic(settings: Settings, partitions: int) -> None:
 
 def start_endpoint(settings: Settings, metrics: Metrics, partitions: int = 3) -> Endpoint:
     """Start the webhook endpoint of ``settings`` (``webhook_port`` must be set)."""
+    import httpx  # noqa: PLC0415
     from kafka import KafkaProducer  # noqa: PLC0415
     from label_studio_sdk import LabelStudio  # noqa: PLC0415
 
@@ -296,6 +299,7 @@ def install_webhook(client: Any, project_id: int, url: str, secret: str) -> tupl
 
 
 def _install(args: argparse.Namespace) -> int:
+    import httpx  # noqa: PLC0415
     from label_studio_sdk.core.api_error import ApiError  # noqa: PLC0415
 
     overrides = {k: v for k, v in vars(args).items() if k in INSTALL_FIELDS}
@@ -328,6 +332,7 @@ def _install(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from labelstudio_ingest.consumer.health import HealthServer  # noqa: PLC0415
+    from labelstudio_ingest.consumer.metrics import Metrics  # noqa: PLC0415
 
     overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -13,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from labelstudio_ingest.consumer import export_cli
 from labelstudio_ingest.consumer.annotations import feedback_config
-from labelstudio_ingest.consumer.export import OVERLAP, ExportState, ProjectRef, export
+from labelstudio_ingest.consumer.export import FORMATS, OVERLAP, ExportState, ProjectRef, export
 from labelstudio_ingest.consumer.labelconfig import default_config, task_layout
 from labelstudio_ingest.consumer.tasks import build_tasks
 from labelstudio_ingest.schemas import ChatEvent, PromptEvent
@@ -238,3 +241,17 @@ def test_memory_stays_bounded_over_100k_tasks() -> None:
     assert out.lines == 100_000
     # Holding 100k tasks as dicts takes several hundred MiB; one at a time takes well under one.
     assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_cli_lists_the_same_formats() -> None:
+    assert export_cli.FORMATS == FORMATS
+
+
+def test_the_command_line_loads_no_sdk_until_a_command_runs() -> None:
+    """``labelstudio-ingest dlq ...`` and ``--help`` stay quick: the SDK loads only for export/webhooks."""
+    code = (
+        "import sys; from labelstudio_ingest.consumer import cli; cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('label_studio_sdk')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
