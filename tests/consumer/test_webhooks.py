@@ -251,3 +251,18 @@ def test_event_ids_are_deterministic() -> None:
     assert feedback_event_id(1, moment) == feedback_event_id(1, moment)
     assert feedback_event_id(1, moment) != feedback_event_id(2, moment)
     assert isinstance(feedback_event_id(1, moment), uuid.UUID)
+
+
+def test_settings_need_a_secret_with_a_port_and_mask_it() -> None:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from labelstudio_ingest.consumer.settings import Settings  # noqa: PLC0415
+
+    base = {"bootstrap_servers": "k:9092", "label_studio_api_key": "token"}
+    with pytest.raises(ValidationError, match="INGEST_WEBHOOK_PORT needs INGEST_WEBHOOK_SECRET"):
+        Settings(**base, webhook_port=9465)
+    with pytest.raises(ValidationError, match="must differ from INGEST_METRICS_PORT"):
+        Settings(**base, webhook_port=9464, webhook_secret="x" * 20)
+    settings = Settings(**base, webhook_port=9465, webhook_secret=SECRET)
+    assert SECRET in settings.secrets()
+    assert settings.feedback_topic == "llm.feedback"

@@ -163,3 +163,61 @@ def test_annotations_become_feedback_events_once_each(rig: Rig, kafka_topic: Cal
         assert sum(1 for entry in logged if entry.get("msg") == "published feedback") == 3
     finally:
         consumer.kill()
+
+
+def test_webhooks_serve_alone(rig: Rig, kafka_topic: Callable[..., str]) -> None:
+    """``webhooks serve``: the endpoint on its port, metrics on theirs, a clean exit on SIGTERM."""
+    feedback_topic = f"{kafka_topic()}.feedback"  # missing: created at start-up
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "KAFKA_", "LABEL_STUDIO_"))}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=rig.bootstrap,
+        LABEL_STUDIO_URL=rig.label_studio.url,
+        LABEL_STUDIO_API_KEY=rig.label_studio.api_key,
+        INGEST_WEBHOOK_SECRET=SECRET,
+        INGEST_FEEDBACK_TOPIC=feedback_topic,
+        INGEST_METRICS_HOST="127.0.0.1",
+    )
+    argv = [sys.executable, "-m", "labelstudio_ingest.consumer.cli", "webhooks", "serve"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "INGEST_WEBHOOK_PORT" in done.stderr
+    log_path = rig.tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                *argv,
+                "--webhook-port",
+                str(port),
+                "--webhook-host",
+                "127.0.0.1",
+                "--metrics-port",
+                str(metrics_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+
+        def answers() -> bool:
+            try:
+                return httpx.post(url, json={}, timeout=5).status_code == 401
+            except httpx.HTTPError:
+                return False
+
+        eventually(answers, message=f"endpoint not answering: {log_path.read_text(errors='replace')}")
+        missing = {"action": "ANNOTATION_CREATED", "annotation": {"id": 10**9, "task": 10**9}}
+        response = httpx.post(url, json=missing, headers={SECRET_HEADER: SECRET}, timeout=30)
+        assert response.json() == {"status": "skipped", "reason": "task_gone", "task_id": 10**9}
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert 'ingest_webhooks_refused_total{reason="unauthorized"} 1.0' in metrics
+        assert 'ingest_feedback_skipped_total{reason="task_gone"} 1.0' in metrics
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        assert SECRET not in log_path.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
