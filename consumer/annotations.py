@@ -10,8 +10,8 @@ The labeling config is read with the SDK's :class:`LabelInterface`:
   with the raw value and the maximum kept;
 - every ``Choices`` gives ``name → [selected values]``.
 
-The model's response is the first generation of the task's prediction for that ``TextArea``
-(consumer/tasks.py writes it there). Several annotations of one task: :func:`pick_annotation`
+The model's response is the first generation of the task's prediction (consumer/tasks.py writes
+it to the predicted ``TextArea``). Several annotations of one task: :func:`pick_annotation`
 takes the most recently updated one that is neither cancelled nor empty (see docs/FEEDBACK.md).
 """
 
@@ -205,20 +205,23 @@ def pick_annotation(
 
 
 def model_response(task: Mapping[str, Any], config: FeedbackConfig) -> str | None:
-    """The model's response: the first generation our prediction put in the correction ``TextArea``.
+    """The model's response: the first generation of the task's prediction.
 
-    Falls back to any prediction's ``TextArea`` result for that name; None when there is none
-    (a failed run, or a task not made by the consumer).
+    consumer/tasks.py puts it in the config's first ``TextArea`` (``layout.textarea_name``), which
+    is also where it is looked for when the correction is read from another ``TextArea``; None when
+    no prediction has it (a failed run, or a task not made by the consumer).
     """
-    for prediction in task.get("predictions") or ():
-        if not isinstance(prediction, Mapping):
-            continue
-        for item in prediction.get("result") or ():
-            if isinstance(item, Mapping) and item.get("from_name") == config.textarea:
-                value = item.get("value")
-                texts = _as_list(value.get("text")) if isinstance(value, Mapping) else []
-                if texts:
-                    return str(texts[0])
+    names = (config.layout.textarea_name, config.textarea)
+    for name in dict.fromkeys(names):
+        for prediction in task.get("predictions") or ():
+            if not isinstance(prediction, Mapping):
+                continue
+            for item in prediction.get("result") or ():
+                if isinstance(item, Mapping) and item.get("from_name") == name:
+                    value = item.get("value")
+                    texts = _as_list(value.get("text")) if isinstance(value, Mapping) else []
+                    if texts:
+                        return str(texts[0])
     return None
 
 

@@ -158,3 +158,8 @@ def test_prompt_of_a_dialogue_task() -> None:
     assert prompt_messages(task, CHAT) == dialogue
     assert prompt_value(task, CHAT) == dialogue
     assert prompt_value({"data": {}}, CHAT) is None
+
+
+def test_model_response_comes_from_the_prediction_when_another_textarea_is_the_correction() -> None:
+    task = {"data": {"prompt": "q"}, "predictions": [{"result": [textarea("model says")]}]}
+    assert model_response(task, feedback_config(CUSTOM_CONFIG, "user_feedback")) == "model says"
