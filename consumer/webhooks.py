@@ -459,7 +459,10 @@ def _handler(hook: FeedbackHook) -> type[BaseHTTPRequestHandler]:
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the caller gave up (Label Studio waits 1 s)
+                log.info("webhook caller left before the answer", extra={"status": reply.status})
 
         def log_message(self, format: str, *args: Any) -> None:
             """Outcomes are logged by the hook and counted in metrics; no access log (no secrets either)."""
