@@ -10,6 +10,7 @@ Exit codes: 0 done (also when records were skipped), 1 Label Studio failed, 2 ba
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -189,12 +190,16 @@ def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: dateti
     elif args.state:
         raise UsageError("--state goes with --incremental")
 
+    total = getattr(full, "task_number", None)
+    of_total = f"/{total}" if isinstance(total, int) else ""
+
     def progress(report: ExportReport) -> None:
         if not args.quiet:
-            print(f"export: {report.tasks} tasks read, {report.exported} exported", file=sys.stderr)
+            print(f"export: {report.tasks}{of_total} tasks read, {report.exported} exported", file=sys.stderr)
 
     tasks = client.tasks.list(project=project.id, fields="all", page_size=PAGE_SIZE)
     tmp = out.with_name(out.name + ".partial")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that the partial file is removed below
     try:
         with tmp.open("w", encoding="utf-8") as stream:
             report = export(
@@ -219,6 +224,10 @@ def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: dateti
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 __all__ = ["LabelStudioConnection", "default_state_path", "register", "resolve_project", "run"]
