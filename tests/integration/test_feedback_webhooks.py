@@ -98,6 +98,8 @@ def test_annotations_become_feedback_events_once_each(rig: Rig, kafka_topic: Cal
         url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         assert "created" in install(rig, title, url)
         assert "unchanged" in install(rig, str(project.id), url)
+        assert "updated" in install(rig, title, url + "?moved")  # a new URL updates ours, adds none
+        assert "updated" in install(rig, title, url)
         hooks = [w for w in client.webhooks.list(project=str(project.id)) if w.project == project.id]
         assert len(hooks) == 1
         assert sorted(hooks[0].actions) == ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]
