@@ -167,7 +167,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: datetime | None) -> int:
     from labelstudio_ingest.consumer.annotations import feedback_config  # noqa: PLC0415
-    from labelstudio_ingest.consumer.export import ExportState, Format, export  # noqa: PLC0415
+    from labelstudio_ingest.consumer.export import (  # noqa: PLC0415
+        ExportState,
+        Format,
+        effective_since,
+        export,
+        updated_since_query,
+    )
     from labelstudio_ingest.consumer.labelconfig import LabelConfigError  # noqa: PLC0415
 
     client = conn.client()
@@ -197,7 +203,9 @@ def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: dateti
         if not args.quiet:
             print(f"export: {report.tasks}{of_total} tasks read, {report.exported} exported", file=sys.stderr)
 
-    tasks = client.tasks.list(project=project.id, fields="all", page_size=PAGE_SIZE)
+    floor = effective_since(since, state)
+    query = updated_since_query(floor) if floor is not None else None
+    tasks = client.tasks.list(project=project.id, fields="all", page_size=PAGE_SIZE, query=query)
     tmp = out.with_name(out.name + ".partial")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that the partial file is removed below
     try:

@@ -17,7 +17,15 @@ import pytest
 
 from labelstudio_ingest.consumer import export_cli
 from labelstudio_ingest.consumer.annotations import feedback_config
-from labelstudio_ingest.consumer.export import FORMATS, OVERLAP, ExportState, ProjectRef, export
+from labelstudio_ingest.consumer.export import (
+    FORMATS,
+    OVERLAP,
+    ExportState,
+    ProjectRef,
+    effective_since,
+    export,
+    updated_since_query,
+)
 from labelstudio_ingest.consumer.labelconfig import default_config, task_layout
 from labelstudio_ingest.consumer.tasks import build_tasks
 from labelstudio_ingest.schemas import ChatEvent, PromptEvent
@@ -255,3 +263,25 @@ def test_the_command_line_loads_no_sdk_until_a_command_runs() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_label_studio_query_starts_before_the_floor() -> None:
+    floor = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    query = json.loads(updated_since_query(floor))
+    assert query == {
+        "filters": {
+            "conjunction": "and",
+            "items": [
+                {
+                    "filter": "filter:tasks:updated_at",
+                    "operator": "greater",
+                    "type": "Datetime",
+                    "value": "2026-01-01T11:50:00.123456Z",
+                }
+            ],
+        }
+    }
+    state = ExportState(3, "sft", high_water=floor)
+    assert effective_since(None, state) == floor - OVERLAP
+    assert effective_since(floor, state) == floor
+    assert effective_since(None, None) is None

@@ -98,6 +98,14 @@ def test_export_formats_incremental_and_skips(rig: Rig, consumer: ConsumerProces
     ]
     assert "4 tasks read, 2 exported; skipped: cancelled 1, not_annotated 1" in stderr
 
+    records, _ = run_export(rig, "--project", title, "--format", "sft", "--since", "1h")
+    assert len(records) == 2
+    records, stderr = run_export(
+        rig, "--project", title, "--format", "sft", "--since", "2099-01-01T00:00:00Z"
+    )
+    assert records == []
+    assert "0 tasks read, 0 exported" in stderr  # Label Studio filtered them out already
+
     records, stderr = run_export(rig, "--project", str(project.id), "--format", "preference")
     assert records == [{"prompt": "What is 2+2?", "chosen": "4", "rejected": "model (0)"}]
     assert "skipped: cancelled 1, not_annotated 1, unchanged 1" in stderr
