@@ -7,7 +7,7 @@ annotation (consumer/annotations.py), and publishes a :class:`FeedbackEvent` key
 answering 200 only after the broker acknowledged it (503 otherwise, so a caller that retries can).
 
 Answers: 401 missing or wrong secret, 400 not JSON or missing ids, 413 body too large, 404 any
-other path, 405 any other method, 503 Label Studio or the broker unavailable; 200 with
+other path, 405 any other method, 503 Label Studio or the broker unavailable, 500 a bug; 200 with
 ``{"status": "published" | "duplicate" | "skipped" | "ignored", ...}`` otherwise. Each annotation
 version is published once per process (a bounded memory of versions, plus deterministic event ids
 so readers can deduplicate across replicas; see docs/FEEDBACK.md).
@@ -205,6 +205,11 @@ class FeedbackHook:
         except Unavailable as exc:
             log.warning("feedback not published", extra={"reason": exc.reason, "error": str(exc)})
             return self._refuse(503, exc.reason, str(exc))
+        except Exception:  # a bug or data we did not foresee: answer, log, keep serving
+            log.exception(
+                "feedback not published", extra={"annotation_id": annotation_id, "task_id": task_id}
+            )
+            return self._refuse(500, "internal", "the endpoint failed; see its log")
 
     # --- feedback --------------------------------------------------------------------------------
     def _publish(self, action: str, annotation_id: int, task_id: int) -> Reply:

@@ -266,3 +266,14 @@ def test_settings_need_a_secret_with_a_port_and_mask_it() -> None:
     settings = Settings(**base, webhook_port=9465, webhook_secret=SECRET)
     assert SECRET in settings.secrets()
     assert settings.feedback_topic == "llm.feedback"
+
+
+def test_an_unexpected_failure_is_a_500_not_a_dead_connection(
+    parts: tuple[FakeReader, FakeSink, Metrics, FeedbackHook],
+) -> None:
+    reader, sink, metrics, hook = parts
+    reader.tasks[5]["id"] = "not a number"
+    reply = hook.handle(body())
+    assert (reply.status, reply.body["reason"]) == (500, "internal")
+    assert sink.records == []
+    assert value(metrics, "ingest_webhooks_refused_total", reason="internal") == 1
