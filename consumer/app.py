@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer
@@ -35,6 +35,9 @@ from labelstudio_ingest.consumer.settings import Settings
 from labelstudio_ingest.consumer.sink import LabelStudioSink
 from labelstudio_ingest.consumer.source import Source
 from labelstudio_ingest.consumer.topics import ensure_topics, ledger_topic_configs
+
+if TYPE_CHECKING:
+    from labelstudio_ingest.consumer.webhooks_cli import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class ConsumerApp:
         """The source generation of the batch in flight (None between batches)."""
         self._built = False
         self.health: HealthServer | None = None
+        self.webhooks: Endpoint | None = None
 
     # --- wiring -----------------------------------------------------------------------------------
     def build(self) -> bool:
@@ -110,6 +114,10 @@ class ConsumerApp:
         if not partitions:
             return False
         log.info("topics ready", extra={"topic": s.topic, "partitions": partitions, "ledger": s.ledger})
+        if s.webhook_port is not None:  # the feedback endpoint, on its own port (docs/FEEDBACK.md)
+            from labelstudio_ingest.consumer.webhooks_cli import start_endpoint  # noqa: PLC0415
+
+            self.webhooks = start_endpoint(s, self.metrics, partitions)
 
         self.outbox = Outbox.connect(s.bootstrap_servers, client_id, **security)
         self.ledger = Ledger(
@@ -339,6 +347,8 @@ class ConsumerApp:
             self.source.close(CLOSE_TIMEOUT_S)
             self.ledger.close()
             self.outbox.close(CLOSE_TIMEOUT_S)
+        if self.webhooks is not None:
+            self.webhooks.stop()
         if self.health is not None:
             self.health.stop()
         log.info("stopped")

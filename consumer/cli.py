@@ -16,7 +16,7 @@ from typing import Any, get_args
 from kafka.errors import KafkaError
 from pydantic import SecretStr, ValidationError
 
-from labelstudio_ingest.consumer import dlq_cli, logs
+from labelstudio_ingest.consumer import dlq_cli, export_cli, logs, webhooks_cli
 from labelstudio_ingest.consumer.connection import ClientErrors, connection_failure
 from labelstudio_ingest.consumer.settings import Settings, describe_errors, env_name, flag_name
 
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(consume)
     consume.set_defaults(handler=_consume)
     dlq_cli.register(commands, add_settings_flags)
+    export_cli.register(commands, add_settings_flags)
+    webhooks_cli.register(commands, add_settings_flags)
     return parser
 
 

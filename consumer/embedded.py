@@ -481,6 +481,9 @@ def start_label_studio(
         DJANGO_DB="sqlite",
         LATEST_VERSION_CHECK="false",  # no call to pypi.org
         COLLECT_ANALYTICS="false",
+        # Loopback only: let webhooks reach a consumer on 127.0.0.1 (Label Studio refuses webhook URLs
+        # in reserved networks by default; see docs/FEEDBACK.md).
+        SSRF_PROTECTION_ENABLED="false",
         PYTHONUNBUFFERED="1",
     )
     argv = [

@@ -95,6 +95,27 @@ class Metrics:
         self.rebalances = Counter(
             f"{_PREFIX}_rebalances", "Partition assignments received from the group.", registry=r
         )
+        self.webhooks_received = Counter(
+            f"{_PREFIX}_webhooks_received",
+            "Label Studio webhook requests received, by action.",
+            ["action"],
+            registry=r,
+        )
+        self.webhooks_refused = Counter(
+            f"{_PREFIX}_webhooks_refused",
+            "Webhook requests answered with an error status, by reason (unauthorized, not_json, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.feedback_published = Counter(
+            f"{_PREFIX}_feedback_published", "Feedback events published (broker acknowledged).", registry=r
+        )
+        self.feedback_skipped = Counter(
+            f"{_PREFIX}_feedback_skipped",
+            "Webhook calls answered 200 without publishing, by reason (duplicate, not_ingested, ...).",
+            ["reason"],
+            registry=r,
+        )
 
 
 __all__ = ["Metrics"]

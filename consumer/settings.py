@@ -24,7 +24,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from labelstudio_ingest.consumer.allowlist import TargetAllowlist
-from labelstudio_ingest.schemas import DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
+from labelstudio_ingest.schemas import DEFAULT_FEEDBACK_TOPIC, DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -266,6 +266,29 @@ class Settings(KafkaConnection):
         gt=0,
     )
 
+    # --- Feedback webhooks (docs/FEEDBACK.md) --------------------------------------------------
+    webhook_port: int | None = _setting(
+        "INGEST_WEBHOOK_PORT",
+        None,
+        "Port of the Label Studio webhook endpoint (unset: no endpoint; 0: any free port). Never the "
+        "metrics port.",
+        ge=0,
+        le=65535,
+    )
+    webhook_host: str = _setting("INGEST_WEBHOOK_HOST", "0.0.0.0", "Address of the webhook endpoint.")
+    webhook_secret: SecretStr | None = _setting(
+        "INGEST_WEBHOOK_SECRET", None, "Shared secret Label Studio sends in a header (required with a port)."
+    )
+    webhook_max_body_bytes: int = _setting(
+        "INGEST_WEBHOOK_MAX_BODY_BYTES", 4 * 2**20, "Largest webhook request body accepted.", ge=1024
+    )
+    feedback_topic: str = _setting(
+        "INGEST_FEEDBACK_TOPIC", DEFAULT_FEEDBACK_TOPIC, "Topic of feedback events.", min_length=1
+    )
+    feedback_textarea: str | None = _setting(
+        "INGEST_FEEDBACK_TEXTAREA", None, "TextArea holding the correction (default: the predicted one)."
+    )
+
     # --- Test-only fault injection -----------------------------------------------------------
     fault_crash_after: CrashPoint | None = _setting(
         "INGEST_FAULT_CRASH_AFTER",
@@ -309,6 +332,11 @@ class Settings(KafkaConnection):
             )
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("INGEST_HEARTBEAT_INTERVAL_MS must be below INGEST_SESSION_TIMEOUT_MS")
+        if self.webhook_port is not None:
+            if self.webhook_secret is None or not self.webhook_secret.get_secret_value().strip():
+                raise ValueError("INGEST_WEBHOOK_PORT needs INGEST_WEBHOOK_SECRET")
+            if self.webhook_port != 0 and self.webhook_port == self.metrics_port:
+                raise ValueError("INGEST_WEBHOOK_PORT must differ from INGEST_METRICS_PORT")
         return self
 
     @property
@@ -317,8 +345,10 @@ class Settings(KafkaConnection):
         return self.ledger_topic or f"{self.topic}.ledger"
 
     def secrets(self) -> list[str]:
-        """The Label Studio token and the Kafka secrets, to keep out of logs, dead letters and messages."""
-        return [self.label_studio_api_key.get_secret_value(), *super().secrets()]
+        """The Label Studio token, the webhook secret and the Kafka secrets: kept out of logs,
+        dead letters and messages."""
+        webhook = [self.webhook_secret.get_secret_value()] if self.webhook_secret is not None else []
+        return [self.label_studio_api_key.get_secret_value(), *webhook, *super().secrets()]
 
     @property
     def allowlist(self) -> TargetAllowlist:

@@ -23,6 +23,18 @@ from labelstudio_ingest.schemas.events import (
     TokenUsage,
     ToolCall,
 )
+from labelstudio_ingest.schemas.feedback import (
+    DEFAULT_FEEDBACK_TOPIC,
+    FEEDBACK_SCHEMA_VERSION,
+    FeedbackEvent,
+    FeedbackProject,
+    FeedbackRating,
+    decode_feedback,
+    encode_feedback,
+    feedback_event_id,
+    feedback_headers,
+    feedback_key,
+)
 from labelstudio_ingest.schemas.limits import DEFAULT_LIMITS, Limits, limit_violations
 from labelstudio_ingest.schemas.wire import (
     DecodeErrorReason,
@@ -35,15 +47,20 @@ from labelstudio_ingest.schemas.wire import (
 )
 
 __all__ = [
+    "DEFAULT_FEEDBACK_TOPIC",
     "DEFAULT_LIMITS",
     "DEFAULT_PROJECT_NAME",
     "DEFAULT_TOPIC",
+    "FEEDBACK_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
     "ChatEvent",
     "DecodeErrorReason",
     "Event",
     "EventDecodeError",
+    "FeedbackEvent",
+    "FeedbackProject",
+    "FeedbackRating",
     "Generation",
     "InteractionEvent",
     "Limits",
@@ -57,8 +74,13 @@ __all__ = [
     "TokenUsage",
     "ToolCall",
     "decode",
+    "decode_feedback",
     "encode",
+    "encode_feedback",
     "event_headers",
     "event_key",
+    "feedback_event_id",
+    "feedback_headers",
+    "feedback_key",
     "limit_violations",
 ]

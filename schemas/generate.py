@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labelstudio_ingest.schemas import events
+from labelstudio_ingest.schemas import events, feedback
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     f"interaction-event.v{events.SCHEMA_VERSION}.schema.json": events.json_schema,
+    f"feedback-event.v{feedback.FEEDBACK_SCHEMA_VERSION}.schema.json": feedback.feedback_json_schema,
 }
 
 
