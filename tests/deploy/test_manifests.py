@@ -124,8 +124,22 @@ def test_metrics_port_is_the_same_everywhere() -> None:
     port = int(_resource("ConfigMap", "labelstudio-ingest")["data"]["INGEST_METRICS_PORT"])
     (container,) = _resource("Deployment")["spec"]["template"]["spec"]["containers"]
     assert [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"] == [port]
-    assert _resource("Service")["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert _resource("Service", "labelstudio-ingest-metrics")["spec"]["ports"][0]["targetPort"] == "metrics"
     assert _resource("PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+def test_webhook_port_is_its_own_and_consistent() -> None:
+    """The webhook component: its own port (never the metrics one), Service and NetworkPolicy agree."""
+    (patch,) = [d.body for d in DOCUMENTS if d.role == "patch" and "webhooks" in str(d.path)]
+    (container,) = patch["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "webhooks"]
+    assert int(env["INGEST_WEBHOOK_PORT"]["value"]) == port
+    assert port != int(_resource("ConfigMap", "labelstudio-ingest")["data"]["INGEST_METRICS_PORT"])
+    assert "secretKeyRef" in env["INGEST_WEBHOOK_SECRET"]["valueFrom"]
+    assert _resource("Service", "labelstudio-ingest-webhooks")["spec"]["ports"][0]["targetPort"] == "webhooks"
+    policy = _resource("NetworkPolicy", "labelstudio-ingest-webhooks")
+    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == ["webhooks"]
 
 
 def test_autoscalers_never_exceed_the_partition_count() -> None:
@@ -144,7 +158,8 @@ def test_autoscalers_never_exceed_the_partition_count() -> None:
 def test_overlay_builds_on_the_base_and_one_autoscaler() -> None:
     (overlay,) = load_yaml_documents(DEPLOY / "overlays" / "example" / "kustomization.yaml")
     assert "../../base" in overlay["resources"]
-    assert len(overlay["components"]) == 1
+    autoscalers = [c for c in overlay["components"] if c.rsplit("/", 1)[-1] in {"keda", "hpa"}]
+    assert len(autoscalers) == 1
 
 
 def test_yaml_files_are_documents_with_kind() -> None:
