@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import platform
 import random
@@ -61,10 +62,8 @@ MAX_EVENT_BYTES = 262_144
 """The replicas' ``INGEST_MAX_EVENT_BYTES``: small, so that a byte-oversized bad record stays cheap."""
 
 REPLICA_ENV = {
-    "INGEST_MAX_POLL_INTERVAL_MS": "10000",
     "INGEST_SESSION_TIMEOUT_MS": "6000",
     "INGEST_HEARTBEAT_INTERVAL_MS": "1000",
-    "INGEST_IMPORT_TIMEOUT_S": "8",
     "INGEST_BACKOFF_INITIAL_S": "0.2",
     "INGEST_BACKOFF_MAX_S": "2",
     "INGEST_BATCH_MAX_WAIT_MS": "200",
@@ -73,8 +72,8 @@ REPLICA_ENV = {
     "INGEST_LOG_LEVEL": "INFO",
     "INGEST_MAX_EVENT_BYTES": str(MAX_EVENT_BYTES),
 }
-"""Short group timeouts (tansu joins take seconds, not minutes) and an import timeout well above
-Label Studio's import time of a batch and below the poll interval (docs/EXACTLY_ONCE.md)."""
+"""Short group timeouts (tansu joins take seconds, not minutes) and quick retries; the import timeout
+and the poll interval come from :class:`Config`."""
 
 METRICS = (
     "ingest_duplicates_skipped_total",
@@ -112,11 +111,17 @@ class Config:
     seed: int = 7
     projects: int = 4
     partitions: int = 4
-    publish_seconds: float = 180.0
+    publish_seconds: float = 240.0
     handler_share: float = 0.7
     batch_size: int = 50
     outage_seconds: float = 15.0
+    import_timeout_s: float = 25.0
+    """Well above Label Studio's worst import time on a loaded 2-core machine (an 8 s timeout let two
+    late-applied imports through: docs/RELIABILITY.md), and below the poll interval."""
+    max_poll_interval_ms: int = 30_000
     drain_timeout_s: float = 600.0
+    recover_timeout_s: float = 120.0
+    """How long a fault waits for the group to recover from the one before it."""
 
 
 # --- the plan -------------------------------------------------------------------------------------
@@ -418,6 +423,8 @@ class Replica:
         values: dict[str, float] = defaultdict(float)
         for family in text_string_to_metric_families(response.text):
             for sample in family.samples:
+                if sample.name == "ingest_import_duration_seconds_bucket":
+                    values[f"imports_le_{sample.labels['le']}"] += sample.value
                 if sample.name in METRICS:
                     label = sample.labels.get("source") or sample.labels.get("reason")
                     values[sample.name] += sample.value
@@ -488,6 +495,16 @@ class Monitor:
             if at >= since and all(committed.get(p, 0) >= o for p, o in end.items()):
                 return round(at - since, 1)
         return None
+
+    def timeline(self, t0: float) -> list[tuple[float, int, int]]:
+        """One sample a second from ``t0``: (seconds, records on the topic, records committed)."""
+        points, last = [], -1
+        for at, committed, end in self.samples:
+            second = int(at - t0)
+            if second > last:
+                points.append((round(at - t0, 1), sum(end.values()), sum(committed.values())))
+                last = second
+        return points
 
     def _loop(self) -> None:
         reader = KafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None)
@@ -578,6 +595,8 @@ class Result:
     figures: dict[str, Any]
     faults: list[dict[str, Any]]
     problems: list[str]
+    timeline: list[tuple[float, int, int]] = field(default_factory=list)
+    """Once a second: seconds since publishing started, records on the topic, records committed."""
 
     @property
     def ok(self) -> bool:
@@ -611,6 +630,8 @@ def run(config: Config, servers: Servers, workdir: Path, log: Callable[[str], No
         "INGEST_TOPIC": topic,
         "INGEST_GROUP_ID": group,
         "INGEST_BATCH_SIZE": str(config.batch_size),
+        "INGEST_IMPORT_TIMEOUT_S": str(config.import_timeout_s),
+        "INGEST_MAX_POLL_INTERVAL_MS": str(config.max_poll_interval_ms),
     }
     names = ["a", "b", "c"]
     replicas = [Replica(n, env, workdir / f"replica-{n}.log") for n in names]
@@ -629,9 +650,14 @@ def run(config: Config, servers: Servers, workdir: Path, log: Callable[[str], No
         monitor.start()
         t0 = time.monotonic()
         producers.start()
+        previous: Fault | None = None
         for fault in faults:
             while producers.fraction < fault.at_fraction and producers.alive():
                 time.sleep(0.1)
+            if previous is not None:  # one fault at a time, so that each recovery is its own
+                with contextlib.suppress(AssertionError):
+                    wait_until(lambda p=previous: monitor.caught_up(p.end), config.recover_timeout_s, 0.25)
+            previous = fault
             fault.at_s = round(time.monotonic() - t0, 1)
             inject(
                 fault,
@@ -687,6 +713,11 @@ def run(config: Config, servers: Servers, workdir: Path, log: Callable[[str], No
             source: sum(r.total(f"ingest_duplicates_skipped_total{{{source}}}") for r in replicas)
             for source in ("batch", "ledger", "label_studio")
         },
+        "import_requests": sum(r.total("imports_le_+Inf") for r in replicas),
+        "import_requests_over_s": {
+            le: sum(r.total("imports_le_+Inf") - r.total(f"imports_le_{le}") for r in replicas)
+            for le in ("2.5", "5.0", "10.0", "30.0")
+        },
         "uncertain_checks": sum(r.total("ingest_uncertain_checks_total") for r in replicas),
         "label_studio_retries": sum(r.total("ingest_label_studio_retries_total") for r in replicas),
         "publish_s": round(publish_s, 1),
@@ -694,7 +725,7 @@ def run(config: Config, servers: Servers, workdir: Path, log: Callable[[str], No
         "wall_s": round(time.monotonic() - started, 1),
         "machine": f"{platform.node()} {os.cpu_count()} cpus, Python {platform.python_version()}",
     }
-    return Result(asdict(config), figures, [f.summary() for f in faults], problems)
+    return Result(asdict(config), figures, [f.summary() for f in faults], problems, monitor.timeline(t0))
 
 
 def inject(
@@ -782,6 +813,8 @@ def check_tasks(client: LabelStudio, plan: Plan, problems: list[str]) -> int:
     doubled = sorted(r for r, n in everywhere.items() if n > 1)
     if doubled:
         problems.append(f"{len(doubled)} run_ids have more than one task: {doubled[:10]}")
+        for run_id in doubled[:10]:
+            problems.append(f"  {run_id}: " + "; ".join(tasks_of_run(client, by_title, run_id)))
     for title in sorted(set(expected) | set(found)):
         want, got = expected.get(title, set()), set(found.get(title, Counter()))
         missing, extra = sorted(want - got), sorted(got - want)
@@ -790,6 +823,19 @@ def check_tasks(client: LabelStudio, plan: Plan, problems: list[str]) -> int:
         if extra:
             problems.append(f"project {title!r}: {len(extra)} unexpected runs, e.g. {extra[:10]}")
     return total
+
+
+def tasks_of_run(client: LabelStudio, by_title: dict[str, list[int]], run_id: str) -> list[str]:
+    """Where and when each task of ``run_id`` was created (to match against the replicas' logs)."""
+    query = {"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:data.run_id", "operator": "equal", "type": "String", "value": run_id}
+    ]}}  # fmt: skip
+    found = []
+    for title, ids in by_title.items():
+        for pid in ids:
+            for task in client.tasks.list(project=pid, query=json.dumps(query), fields="all"):
+                found.append(f"task {task.id} in {title!r} created {task.created_at}")
+    return found
 
 
 def check_dead_letters(bootstrap: str, dlq: str, plan: Plan, problems: list[str]) -> dict[str, int]:
@@ -895,6 +941,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config, args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with contextlib.ExitStack() as stack:
         if args.keep_logs:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
