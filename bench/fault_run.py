@@ -763,6 +763,8 @@ def inject(
     elif fault.kind == "add_replica":
         replicas[2].start().wait_ready()
         fault.duration_s = round(time.monotonic() - since, 1)
+        # it takes partitions only once it is in the group: recovery counts from then
+        fault.since, fault.end = time.monotonic(), dict(monitor.end)
         fault.detail += " replica c joined"
     elif fault.kind == "remove_replica":
         if replicas[2].running():
