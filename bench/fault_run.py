@@ -270,6 +270,7 @@ class Producers:
         self.errors: list[str] = []
         self.dropped = 0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._produce, args=(i, items), name=f"producer-{i}", daemon=True)
             for i, items in enumerate(plan.per_producer)
@@ -278,6 +279,10 @@ class Producers:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+
+    def stop(self) -> None:
+        """Stop publishing (after an error or Ctrl-C); each thread still flushes and closes."""
+        self._stop.set()
 
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
@@ -320,8 +325,8 @@ class Producers:
         try:
             for i, (what, item) in enumerate(items):
                 delay = started + i * interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if self._stop.wait(delay) if delay > 0 else self._stop.is_set():
+                    break
                 if isinstance(item, Bad):
                     wire.send(self.topic, key=item.key, value=item.value)
                 elif item.via == "handler":
@@ -683,6 +688,8 @@ def run(config: Config, servers: Servers, workdir: Path, log: Callable[[str], No
                     f"replica {replica.name} exited with {code} on SIGTERM; see {replica.log_path}"
                 )
     finally:
+        producers.stop()
+        producers.join(30)
         for replica in replicas:
             replica.kill()
         monitor.stop()
@@ -943,7 +950,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config, args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler()  # the producers' warnings (drops, retries); kafka-python's stay quiet
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger("labelstudio_ingest").addHandler(handler)
     with contextlib.ExitStack() as stack:
         if args.keep_logs:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
