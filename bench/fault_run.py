@@ -676,7 +676,10 @@ def run(config: Config, servers: Servers, workdir: Path, log: Callable[[str], No
         producers.join(config.publish_seconds * 3 + 120)
         publish_s = time.monotonic() - t0
         log(f"  {publish_s:7.1f}s  published {producers.published} records; waiting for the group to drain")
-        drain(monitor, plan, producers, replicas, config.drain_timeout_s)
+        try:
+            drain(monitor, plan, producers, replicas, config.drain_timeout_s)
+        except (AssertionError, RuntimeError) as exc:  # checked below all the same, for the diff
+            problems.append(f"not drained: {exc}")
         drained_s = time.monotonic() - t0
         log(f"  {drained_s:7.1f}s  drained")
         for fault in faults:
