@@ -16,7 +16,7 @@ PACKAGES := schemas producer consumer
 
 export LABEL_STUDIO_BIN ?= $(CURDIR)/$(LS_VENV)/bin/label-studio
 
-.PHONY: help demo bench test tools lint format typecheck schemas check-schemas pytest lock venv ls-venv clean
+.PHONY: help demo bench faults test tools lint format typecheck schemas check-schemas pytest lock venv ls-venv clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -59,6 +59,11 @@ demo: venv ls-venv
 bench: $(BENCH_VENV)/.installed ls-venv
 	$(BENCH_VENV)/bin/python -m bench.producer_latency
 	$(BENCH_VENV)/bin/python -m bench.consumer_throughput
+
+# The fault run of docs/RELIABILITY.md (a few minutes): consumer kills, a Label Studio outage, a replica
+# added and removed; exits 1 with a diff on any lost, doubled or wrongly dead-lettered record.
+faults: venv ls-venv
+	$(BIN)/python -m bench.fault_run $(FAULTS_ARGS)
 
 test: lint typecheck check-schemas pytest
 

@@ -225,6 +225,11 @@ class Ledger:
                     position = reader.position(tps[p])
                     if position is not None:
                         self.memory(p).position = max(self.memory(p).position, int(position))
+                    # The fetch's high watermark is right where ListOffsets may not be: tansu 0.6 answers
+                    # the last batch's base offset + 1, which would end the restore inside that batch.
+                    high = reader.highwater(tps[p])
+                    if high is not None and int(high) > self._targets[p]:
+                        self._targets[p] = int(high)
         for p in done:
             del self._targets[p]
         if len(done) == len(wanted):

@@ -422,7 +422,24 @@ class Transport:
         """The child of a fork has no sender thread: start over with an empty buffer."""
         self._init_state()
         if self._owns_producer:
-            self._producer = None
+            inherited, self._producer = self._producer, None
+            if inherited is not None:
+                _disown(inherited)
+
+
+def _disown(producer: KafkaProducer) -> None:
+    """Make a producer inherited through ``fork()`` close as a no-op in the child.
+
+    Its I/O thread did not survive the fork, so kafka-python's ``close`` (from ``__del__`` or its exit
+    hook) would wait a second for records that only the parent can send, then print a
+    ``KafkaTimeoutError`` -- in every child forked while events were in flight, before it could even
+    exec. The parent still owns the producer and closes it; the child only drops its copy.
+    """
+    try:
+        producer._unregister_cleanup()
+        producer._closed = True
+    except Exception:  # a kafka-python without these internals: the old behaviour, slow but harmless
+        logger.debug("could not disown the producer inherited through fork", exc_info=True)
 
 
 def _security_summary(settings: Mapping[str, Any]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from labelstudio_ingest.consumer.ledger import Ledger
+from labelstudio_ingest.consumer.ledger import RESTORE_POLL_RECORDS, Ledger
 from labelstudio_ingest.consumer.outbox import Outbox
 
 pytestmark = pytest.mark.integration
@@ -112,3 +112,29 @@ def test_records_older_than_the_horizon_are_not_restored(
         assert not later.memory(0).is_imported(old.bytes)
     finally:
         later.close()
+
+
+def test_the_last_batch_is_restored_whole_when_the_broker_under_reports_the_end(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], outbox: Outbox
+) -> None:
+    """tansu 0.6 answers ListOffsets(latest) with the base offset of the last record batch + 1.
+
+    When a restore poll of RESTORE_POLL_RECORDS then ends right after that base offset, the rest of
+    the batch (here: the imports of the last three runs) must still be read. Found by the fault run.
+    """
+    topic = kafka_topic(partitions=1)
+    writer = ledger_on(topic, outbox, kafka_bootstrap)
+    for _ in range(RESTORE_POLL_RECORDS - 1):
+        writer.mark_imported(0, 1, [(uuid.uuid4(), [1])])
+    outbox.flush()
+    last = [uuid.uuid4() for _ in range(3)]
+    for run in last:  # one produce batch (linger 5 ms): offsets 999-1001, "end" 1000 on tansu
+        writer.mark_imported(0, 1, [(run, [2])])
+    outbox.flush()
+    reader = ledger_on(topic, outbox, kafka_bootstrap)
+    try:
+        restore_all(reader, [0])
+        assert [reader.memory(0).is_imported(run.bytes) for run in last] == [True, True, True]
+        assert reader.remembered() == RESTORE_POLL_RECORDS + 2
+    finally:
+        reader.close()
