@@ -11,13 +11,14 @@ called per request and returns ``(ready, details)``.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+from labelstudio_ingest.consumer.http_server import BackgroundHTTPServer
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -25,31 +26,11 @@ IDLE_TIMEOUT_S = 30.0
 """A connection that sends nothing for this long is closed (Prometheus scrapes take well under it)."""
 
 
-class HealthServer:
+class HealthServer(BackgroundHTTPServer):
     """Serves metrics and probes on ``host:port`` until :meth:`stop`."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, readiness: Readiness) -> None:
-        handler = _handler(registry, readiness)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.1,), name="health-http", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful when 0 was asked for)."""
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        """Start serving in the background."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(host, port, _handler(registry, readiness), name="health-http")
 
 
 def _handler(registry: CollectorRegistry, readiness: Readiness) -> type[BaseHTTPRequestHandler]:

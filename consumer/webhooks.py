@@ -27,9 +27,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Protocol
 
+from labelstudio_ingest.consumer.http_server import BackgroundHTTPServer
 from labelstudio_ingest.schemas import (
     FeedbackEvent,
     FeedbackProject,
@@ -400,28 +401,11 @@ def _time(value: object) -> datetime | None:
 # --- HTTP ---------------------------------------------------------------------------------------------
 
 
-class WebhookServer:
+class WebhookServer(BackgroundHTTPServer):
     """Serves :class:`FeedbackHook` on ``host:port`` in a daemon thread until :meth:`stop`."""
 
     def __init__(self, host: str, port: int, hook: FeedbackHook) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(hook))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful when 0 was asked for)."""
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        """Start serving in the background."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(host, port, _handler(hook), name="webhook-http")
 
 
 def _handler(hook: FeedbackHook) -> type[BaseHTTPRequestHandler]:
