@@ -1,7 +1,8 @@
 """``labelstudio-ingest dlq inspect|replay``: list dead letters readably, re-publish them after a fix.
 
-Both read the dead-letter topic from its beginning to its current end with manually assigned
-partitions (no consumer group, nothing committed) and take the same filters. Kafka connection
+Both read the dead-letter topic from its beginning to the end it had when they started (see
+``dlq_kafka._read``) with manually assigned partitions (no consumer group, nothing committed) and
+take the same filters. Kafka connection
 settings are the consumer's (same variables, same flags); Label Studio settings are not needed.
 Exit codes: 0 done, 1 Kafka unreachable or refusing, 2 bad arguments or settings.
 """

@@ -33,7 +33,7 @@ def _client_options(conn: KafkaConnection, timeout_s: float) -> dict[str, Any]:
 
 
 def read_topic(conn: KafkaConnection, topic: str, timeout_s: float) -> Iterator[DeadLetter]:
-    """Every record of ``topic`` from the beginning to the end it has now (none if it does not exist).
+    """Every record ``topic`` held when reading began (none if it does not exist); see :func:`_read`.
 
     Raises :class:`KafkaUnavailable` when the broker does not answer, or when reading makes no
     progress for ``timeout_s``.
@@ -57,25 +57,44 @@ def read_topic(conn: KafkaConnection, topic: str, timeout_s: float) -> Iterator[
 
 
 def _read(consumer: KafkaConsumer, topic: str, timeout_ms: int) -> Iterator[DeadLetter]:
+    """Each partition from its beginning up to a target offset fixed once, then never moved.
+
+    The target is the larger of ``end_offsets()`` (taken before the first poll) and the high
+    watermark of the first fetch response for that partition. Both are needed: tansu 0.6 answers
+    ListOffsets(latest) with the last record batch's base offset + 1, which falls inside a batch of
+    several records (several dead letters flushed together), while the fetch's high watermark is
+    right; on Kafka the two are equal. The target is never raised afterwards, so records written
+    after a partition's first fetch -- such as replayed records that fail again and land back in this
+    topic -- are not chased: ``dlq replay`` (which reads everything before it sends anything) cannot
+    loop on them, and the command always ends. Records that arrive between the end-offset request and
+    the first fetch may be included; they were written before anything was replayed.
+    """
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     if not partitions:
         return
     consumer.assign(partitions)
     starts = consumer.beginning_offsets(partitions, timeout_ms=timeout_ms)
-    ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
-    pending = {tp for tp in partitions if ends[tp] > starts[tp]}
+    targets: dict[TopicPartition, int] = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
+    # tansu's end offset is at least the last batch's base offset + 1, so end <= start means empty
+    pending = {tp for tp in partitions if targets[tp] > starts[tp]}
+    unfixed = set(pending)  # partitions whose first fetch response has not been seen yet
     for tp in partitions:
         consumer.seek(tp, starts[tp])
     last_progress = time.monotonic()
     while pending:
         batches = consumer.poll(timeout_ms=min(500, timeout_ms))
+        for tp in list(unfixed):
+            high = consumer.highwater(tp)
+            if high is not None:
+                targets[tp] = max(targets[tp], int(high))
+                unfixed.discard(tp)
         for tp, records in batches.items():
             for record in records:
-                if record.offset < ends[tp]:
+                if record.offset < targets[tp]:
                     yield DeadLetter.from_record(record)
             last_progress = time.monotonic()
-        for tp in list(pending):
-            if consumer.position(tp, timeout_ms=timeout_ms) >= ends[tp]:
+        for tp in list(pending - unfixed):
+            if consumer.position(tp, timeout_ms=timeout_ms) >= targets[tp]:
                 pending.discard(tp)
                 consumer.pause(tp)
         if pending and time.monotonic() - last_progress > timeout_ms / 1000:

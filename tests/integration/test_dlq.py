@@ -6,7 +6,7 @@ import json
 import uuid
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from labelstudio_ingest.consumer import deadletter as dl
 from labelstudio_ingest.consumer.cli import main
@@ -170,6 +170,77 @@ def test_replay_republishes_originals(seeded: Rig, capsys: pytest.CaptureFixture
     )
     assert (code, out.strip()) == (0, f"1 dead letter replayed to {seeded.topic}.other: not_json=1")
     assert [r.key for r in read_topic(seeded.bootstrap, f"{seeded.topic}.other", expect=1)] == [b"k1"]
+
+
+def one_batch(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+) -> None:
+    """Publish ``records`` as ONE record batch: a long linger and a single flush."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=60_000)
+    try:
+        futures = [producer.send(topic, key=k, value=v, headers=h, partition=0) for k, v, h in records]
+        producer.flush(timeout=30)
+        offsets = [future.get(timeout=30).offset for future in futures]
+    finally:
+        producer.close()
+    assert offsets == list(range(offsets[0], offsets[0] + len(records)))
+
+
+def batch_of_bad_json(count: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    at = "2026-01-01T10:00:{:02d}.000+00:00"
+    return [
+        (f"k{i}".encode(), b"{not json", error_headers("not_json", at.format(i), offset=i))
+        for i in range(count)
+    ]
+
+
+def test_inspect_lists_every_record_of_the_last_batch(
+    rig: Rig, kafka_admin: KafkaAdminClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tansu 0.6 reports the end offset as the last batch's base offset + 1; the rest of it still counts.
+
+    Six dead letters in one batch: before the fix, ``dlq inspect`` stopped at the end offset (1) and
+    listed one of them.
+    """
+    dead = f"{rig.topic}.dlq"
+    create_topics(kafka_admin, dead)
+    one_batch(rig.bootstrap, dead, batch_of_bad_json(6))
+    code, out, err = dlq(capsys, rig.bootstrap, rig.topic, "inspect")
+    assert (code, err) == (0, "")
+    lines = out.strip().splitlines()
+    assert [x.split()[4] for x in lines[:-1]] == [f"key=k{i}" for i in range(6)]
+    assert lines[-1] == f"6 dead letters in {dead}: not_json=6"
+
+
+def test_replaying_letters_that_fail_again_does_not_loop(
+    rig: Rig, kafka_admin: KafkaAdminClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Replayed records that fail again land back in the dead-letter topic; each replay sends each once.
+
+    The reader's target is fixed before anything is replayed, so a replay ends and never re-reads its
+    own failures; the next replay sees them (and the originals) as ordinary dead letters.
+    """
+    dead = f"{rig.topic}.dlq"
+    create_topics(kafka_admin, dead)
+    one_batch(rig.bootstrap, dead, batch_of_bad_json(4))
+    consumer = rig.consumer()
+    consumer.start().wait_ready()
+    try:
+        code, out, _ = dlq(capsys, rig.bootstrap, rig.topic, "replay")
+        assert (code, out.strip()) == (0, f"4 dead letters replayed to {rig.topic}: not_json=4")
+        replayed = read_topic(rig.bootstrap, rig.topic, expect=4)
+        assert sorted(dict(r.headers)[REPLAY_OF] for r in replayed) == [
+            f"{dead}/0/{offset}".encode() for offset in range(4)
+        ]
+        read_topic(rig.bootstrap, dead, expect=8)  # the consumer dead-lettered every replayed record again
+
+        code, out, _ = dlq(capsys, rig.bootstrap, rig.topic, "replay")
+        assert (code, out.strip()) == (0, f"8 dead letters replayed to {rig.topic}: not_json=8")
+        assert len(read_topic(rig.bootstrap, rig.topic, expect=12)) == 12
+        read_topic(rig.bootstrap, dead, expect=16)
+        assert consumer.terminate() == 0
+    finally:
+        consumer.kill()
 
 
 def test_missing_dead_letter_topic_is_empty(rig: Rig, capsys: pytest.CaptureFixture[str]) -> None:
