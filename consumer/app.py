@@ -312,12 +312,15 @@ class ConsumerApp:
                 log.warning("shutting down before uncertain runs can be checked; batch left uncommitted")
                 return False
         self.metrics.uncertain_waits.inc()
-        self.metrics.uncertain_wait_seconds.inc(delay)
         log.info(
             "uncertain runs too recent to ask Label Studio; waiting with partitions paused",
             extra={"runs": exc.runs, "wait_s": round(delay, 2)},
         )
-        self.source.wait(delay, generation)
+        started = time.monotonic()
+        try:  # a stop cuts the wait short once; after that the wait fits in what the shutdown leaves
+            self.source.wait(delay, generation, None if self.stop.is_set() else self.stop)
+        finally:
+            self.metrics.uncertain_wait_seconds.inc(time.monotonic() - started)
         return True
 
     def _recovered(self) -> None:
