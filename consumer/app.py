@@ -23,7 +23,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from label_studio_sdk import LabelStudio
 
 from labelstudio_ingest.consumer.backoff import Backoff
-from labelstudio_ingest.consumer.errors import LabelStudioUnavailable, Rebalanced
+from labelstudio_ingest.consumer.errors import LabelStudioUnavailable, Rebalanced, UncertainTooRecent
 from labelstudio_ingest.consumer.health import HealthServer
 from labelstudio_ingest.consumer.ledger import Ledger
 from labelstudio_ingest.consumer.logs import Masker
@@ -186,6 +186,7 @@ class ConsumerApp:
             group_id=s.group_id,
             crash=self._crash_point,
             mask=Masker(s.secrets()),
+            settle_s=s.import_timeout_s,
         )
         self.backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
         self._built = True
@@ -259,6 +260,10 @@ class ConsumerApp:
                     if not self._retry_after(exc, generation):
                         self.source.rewind(records)
                         return
+                except UncertainTooRecent as exc:
+                    if not self._wait_uncertain(exc, generation):
+                        self.source.rewind(records)
+                        return
             self._recovered()
             self.pipeline.finish(batch)
             self._crash_point("ledger", batch.number)
@@ -295,6 +300,27 @@ class ConsumerApp:
             },
         )
         self.source.wait(delay, generation)
+        return True
+
+    def _wait_uncertain(self, exc: UncertainTooRecent, generation: int) -> bool:
+        """Wait until an uncertain run's import can no longer be applied (partitions paused, still
+        polling); not an outage. False when shutdown leaves no time (the batch stays uncommitted)."""
+        delay = exc.wait_s
+        if self._stop_deadline is not None:
+            left = self._stop_deadline - time.monotonic()
+            if left < delay:
+                log.warning("shutting down before uncertain runs can be checked; batch left uncommitted")
+                return False
+        self.metrics.uncertain_waits.inc()
+        log.info(
+            "uncertain runs too recent to ask Label Studio; waiting with partitions paused",
+            extra={"runs": exc.runs, "wait_s": round(delay, 2)},
+        )
+        started = time.monotonic()
+        try:  # a stop cuts the wait short once; after that the wait fits in what the shutdown leaves
+            self.source.wait(delay, generation, None if self.stop.is_set() else self.stop)
+        finally:
+            self.metrics.uncertain_wait_seconds.inc(time.monotonic() - started)
         return True
 
     def _recovered(self) -> None:

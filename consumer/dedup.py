@@ -40,6 +40,10 @@ class PartitionMemory:
         self._count = 0
         self.pending: dict[bytes, int] = {}
         """run_id → project id: a ``pending`` marker is the run's last ledger state (uncertain)."""
+        self.pending_ms: dict[bytes, int] = {}
+        """run_id → when its last ``pending`` marker was written (epoch ms): the import it announced
+        was sent no earlier, so Label Studio is not asked about the run before that plus the import
+        timeout (docs/EXACTLY_ONCE.md)."""
         self.position = 0
 
     def __len__(self) -> int:
@@ -54,9 +58,13 @@ class PartitionMemory:
         """The project of the run's pending marker, if its last known state is pending."""
         return self.pending.get(run)
 
+    def pending_since_ms(self, run: bytes) -> int | None:
+        """When the run's pending marker was written (epoch ms), if the run is uncertain."""
+        return self.pending_ms.get(run) if run in self.pending else None
+
     def imported(self, run: bytes, at_ms: int) -> None:
         """The run's tasks are in Label Studio (ledger record time ``at_ms``)."""
-        self.pending.pop(run, None)
+        self.not_pending(run)
         if self.is_imported(run):
             return
         segment = self._segments[-1] if self._segments else None
@@ -72,15 +80,21 @@ class PartitionMemory:
         self._count += 1
         self._evict(at_ms)
 
-    def pending_marker(self, run: bytes, project_id: int) -> None:
-        """A pending marker was written for the run: last one wins, so it is uncertain again."""
+    def pending_marker(self, run: bytes, project_id: int, at_ms: int) -> None:
+        """A pending marker was written for the run at ``at_ms``: last one wins, so it is uncertain again."""
         self._discard(run)
         self.pending[run] = project_id
+        self.pending_ms[run] = at_ms
+
+    def not_pending(self, run: bytes) -> None:
+        """The run is no longer uncertain (imported, rejected, or its import never left)."""
+        self.pending.pop(run, None)
+        self.pending_ms.pop(run, None)
 
     def forget(self, run: bytes) -> None:
         """A tombstone: the ledger no longer knows the run."""
         self._discard(run)
-        self.pending.pop(run, None)
+        self.not_pending(run)
 
     def expire(self, now_ms: int) -> None:
         """Drop segments whose newest run_id is older than the horizon."""

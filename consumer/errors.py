@@ -47,6 +47,20 @@ class Rebalanced(Exception):
     """
 
 
+class UncertainTooRecent(Exception):
+    """Some uncertain runs of the batch had their ``pending`` marker written too recently to ask
+    Label Studio about them: an import sent then (e.g. by a member just killed) may still be
+    applied. Wait ``wait_s`` (partitions paused, membership kept) and process the batch again.
+
+    Not an outage: nothing failed, nothing was sent for the batch.
+    """
+
+    def __init__(self, wait_s: float, runs: int) -> None:
+        super().__init__(f"{runs} uncertain runs too recent to ask Label Studio; waiting {wait_s:.1f} s")
+        self.wait_s = wait_s
+        self.runs = runs
+
+
 class ProjectGone(Exception):
     """Label Studio answered 404 for a project the resolver had given."""
 
@@ -117,6 +131,7 @@ __all__ = [
     "LabelStudioUnavailable",
     "ProjectGone",
     "Rebalanced",
+    "UncertainTooRecent",
     "Verdict",
     "classify",
     "describe",

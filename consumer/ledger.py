@@ -42,6 +42,11 @@ RESTORE_POLL_RECORDS = 1_000
 RUNS_PER_RECORD = 1_000
 """Most runs in one ledger record (about 50 KB), far below any broker's record size limit."""
 
+PENDING_MARGIN_MS = 2_000
+"""Added to the time of a ``pending`` marker read back from the ledger: its Kafka timestamp comes
+from the writer's clock, which may be a little behind ours, and the import it announced left a
+moment after it. Markers this process wrote itself need no margin."""
+
 State = Literal["pending", "imported", "rejected"]
 
 
@@ -148,8 +153,9 @@ class Ledger:
         for chunk in _chunks(run_ids):
             self._write(partition, LedgerEntry("pending", tuple(chunk), project_id))
         memory = self.memory(partition)
+        now = self._now_ms()
         for run_id in run_ids:
-            memory.pending_marker(run_id.bytes, project_id)
+            memory.pending_marker(run_id.bytes, project_id, now)
 
     def mark_imported(
         self, partition: int, project_id: int, runs: Sequence[tuple[uuid.UUID, Sequence[int]]]
@@ -175,7 +181,7 @@ class Ledger:
 
     def not_applied(self, partition: int, run_id: uuid.UUID) -> None:
         """An import certainly never reached Label Studio: the run is not uncertain (memory only)."""
-        self.memory(partition).pending.pop(run_id.bytes, None)
+        self.memory(partition).not_pending(run_id.bytes)
 
     def _write(self, partition: int, entry: LedgerEntry) -> None:
         key = f"{entry.state}:{partition}:{uuid.uuid4().hex}".encode()
@@ -271,7 +277,10 @@ class Ledger:
                 run = run_id.bytes
                 if entry.state == "pending":
                     assert entry.project_id is not None
-                    memory.pending_marker(run, entry.project_id)
+                    # the record's Kafka timestamp is when the marker was written (no format change); without
+                    # one, now: later than the truth, so a wait is only ever longer, never too short
+                    written = at_ms + PENDING_MARGIN_MS if at_ms is not None else self._now_ms()
+                    memory.pending_marker(run, entry.project_id, written)
                 elif entry.state == "imported":
                     memory.imported(run, at_ms if at_ms is not None else self._now_ms())
                 else:
@@ -292,4 +301,12 @@ def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
         yield items[start : start + RUNS_PER_RECORD]
 
 
-__all__ = ["RUNS_PER_RECORD", "VERSION", "Ledger", "LedgerEntry", "decode_entry", "encode_entry"]
+__all__ = [
+    "PENDING_MARGIN_MS",
+    "RUNS_PER_RECORD",
+    "VERSION",
+    "Ledger",
+    "LedgerEntry",
+    "decode_entry",
+    "encode_entry",
+]

@@ -73,6 +73,17 @@ class Metrics:
             "run_ids looked up in Label Studio because an import of them may or may not have happened.",
             registry=r,
         )
+        self.uncertain_waits = Counter(
+            f"{_PREFIX}_uncertain_waits",
+            "Waits before asking Label Studio about uncertain runs whose pending marker was too recent "
+            "(an import sent then might still be applied).",
+            registry=r,
+        )
+        self.uncertain_wait_seconds = Counter(
+            f"{_PREFIX}_uncertain_wait_seconds",
+            "Seconds spent in those waits (partitions paused).",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             f"{_PREFIX}_consumer_lag",
             "Records in an assigned partition not yet committed by this group (high watermark - committed).",

@@ -8,6 +8,7 @@ left. Nothing here commits offsets; the caller does that after :meth:`Pipeline.f
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,12 +22,13 @@ from labelstudio_ingest.consumer.errors import (
     LabelStudioUnavailable,
     ProjectGone,
     Rebalanced,
+    UncertainTooRecent,
     describe,
     error_kind,
     unavailable,
 )
 from labelstudio_ingest.consumer.labelconfig import LabelConfigError
-from labelstudio_ingest.consumer.ledger import Ledger
+from labelstudio_ingest.consumer.ledger import PENDING_MARGIN_MS, Ledger
 from labelstudio_ingest.consumer.metrics import Metrics
 from labelstudio_ingest.consumer.outbox import Outbox
 from labelstudio_ingest.consumer.projects import Project, ProjectResolver, UnknownProjectError
@@ -113,7 +115,11 @@ class Pipeline:
         group_id: str,
         crash: CrashHook | None = None,
         mask: Callable[[str], str] = str,
+        settle_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``settle_s`` (the import timeout): how long after its ``pending`` marker an uncertain
+        run's import may still be applied by Label Studio; it is not asked about before then."""
         self._ledger = ledger
         self._sink = sink
         self._resolver = resolver
@@ -124,6 +130,8 @@ class Pipeline:
         self._group_id = group_id
         self._crash = crash or (lambda point, number: None)
         self._mask = mask
+        self._settle_ms = int(settle_s * 1000)
+        self._clock = clock
 
     # --- steps --------------------------------------------------------------------------------
     def start(self, records: Sequence[Any], number: int) -> Batch:
@@ -148,6 +156,7 @@ class Pipeline:
 
         Raises:
             LabelStudioUnavailable: retry the same batch later (progress is kept in it).
+            UncertainTooRecent: wait, then process the same batch again (nothing was sent).
         """
         while True:
             todo = [item for item in batch.items if item.state is ItemState.NEW]
@@ -230,6 +239,10 @@ class Pipeline:
             pending = self._ledger.memory(item.partition).pending_project(item.run_id.bytes)
             if pending is not None:
                 uncertain.append(item)
+        if uncertain:
+            self._hold_recent(uncertain)  # before any marker of this batch: a retry sees the same state
+        for item in items:
+            pending = self._ledger.memory(item.partition).pending_project(item.run_id.bytes)
             if pending != project.id:
                 unmarked.setdefault(item.partition, []).append(item.run_id)
         for partition, run_ids in unmarked.items():
@@ -276,6 +289,22 @@ class Pipeline:
             for partition, run_ids in rejected.items():
                 self._ledger.mark_rejected(partition, run_ids)
         self._crash("import", number)
+
+    def _hold_recent(self, uncertain: list[Item]) -> None:
+        """Raise UncertainTooRecent while an import announced by a ``pending`` marker may still be
+        applied (marker time + settle time not yet reached): asking earlier could find nothing and
+        import the run a second time (docs/RELIABILITY.md, seed 8)."""
+        now = int(self._clock() * 1000)
+        ready_at = [
+            since + self._settle_ms
+            for item in uncertain
+            if (since := self._ledger.memory(item.partition).pending_since_ms(item.run_id.bytes)) is not None
+        ]
+        waiting = [at for at in ready_at if at > now]
+        if waiting:
+            # capped: an import was sent no later than now, whatever the writer's clock said
+            wait_ms = min(max(waiting) - now, self._settle_ms + PENDING_MARGIN_MS)
+            raise UncertainTooRecent(wait_ms / 1000, len(waiting))
 
     def _check_uncertain(self, project: Project, uncertain: list[Item]) -> None:
         """Ask Label Studio which uncertain runs it has; those are recorded, not imported again."""

@@ -26,13 +26,13 @@ def test_imported_runs_are_remembered() -> None:
 def test_the_last_ledger_state_wins() -> None:
     memory = PartitionMemory(horizon_ms=24 * HOUR_MS, max_run_ids=1000)
     a = run()
-    memory.pending_marker(a, 7)
+    memory.pending_marker(a, 7, 0)
     assert memory.pending_project(a) == 7
     assert not memory.is_imported(a)
     memory.imported(a, 10)
     assert memory.pending_project(a) is None
     assert memory.is_imported(a)
-    memory.pending_marker(a, 8)  # a later pending marker makes the run uncertain again
+    memory.pending_marker(a, 8, 0)  # a later pending marker makes the run uncertain again
     assert memory.pending_project(a) == 8
     assert not memory.is_imported(a)
     memory.forget(a)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from labelstudio_ingest.consumer.ledger import RESTORE_POLL_RECORDS, Ledger
+from labelstudio_ingest.consumer.ledger import PENDING_MARGIN_MS, RESTORE_POLL_RECORDS, Ledger
 from labelstudio_ingest.consumer.outbox import Outbox
 
 pytestmark = pytest.mark.integration
@@ -51,6 +52,7 @@ def test_a_new_owner_restores_what_the_old_one_wrote(
     imported = [uuid.uuid4() for _ in range(2500)]  # more than one record's worth
     uncertain = [uuid.uuid4() for _ in range(3)]
     rejected = uuid.uuid4()
+    written_ms = int(time.time() * 1000)
     writer.mark_pending(0, 7, [*imported, *uncertain, rejected])
     writer.mark_imported(0, 7, [(r, [i]) for i, r in enumerate(imported)])
     writer.mark_rejected(0, [rejected])
@@ -63,6 +65,11 @@ def test_a_new_owner_restores_what_the_old_one_wrote(
         memory = reader.memory(0)
         assert all(memory.is_imported(r.bytes) for r in imported)
         assert {memory.pending_project(r.bytes) for r in uncertain} == {7}
+        # when the marker was written: its record's timestamp, plus the margin for the writer's clock
+        for run in uncertain:
+            since = memory.pending_since_ms(run.bytes)
+            assert since is not None
+            assert written_ms + PENDING_MARGIN_MS <= since <= int(time.time() * 1000) + PENDING_MARGIN_MS
         assert memory.pending_project(rejected.bytes) is None
         assert not memory.is_imported(rejected.bytes)
         assert len(reader.memory(1)) == 1

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from labelstudio_ingest.consumer import deadletter as dl
-from labelstudio_ingest.consumer.errors import LabelStudioUnavailable, Rebalanced
-from labelstudio_ingest.consumer.ledger import Ledger, decode_entry
+from labelstudio_ingest.consumer.errors import LabelStudioUnavailable, Rebalanced, UncertainTooRecent
+from labelstudio_ingest.consumer.ledger import PENDING_MARGIN_MS, Ledger, decode_entry
 from labelstudio_ingest.consumer.metrics import Metrics
 from labelstudio_ingest.consumer.pipeline import ItemState, Pipeline
 from labelstudio_ingest.consumer.sink import LabelStudioSink
 from labelstudio_ingest.schemas import DEFAULT_LIMITS
 
-from .fakes import FakeLabelStudio, FakeOutbox, FakeResolver, fake_client, prompt_event, records_of
+from .fakes import FakeLabelStudio, FakeOutbox, FakeResolver, Record, fake_client, prompt_event, records_of
 
 DAY_MS = 86_400_000
 
@@ -23,7 +23,9 @@ DAY_MS = 86_400_000
 class World:
     """A pipeline wired to fakes, plus what it touched."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, settle_s: float = 0.0) -> None:
+        self.now = 1_700_000_000.0
+        """The clock of the ledger and the pipeline (seconds); tests move it."""
         self.ls = FakeLabelStudio()
         self.outbox = FakeOutbox()
         self.metrics = Metrics()
@@ -34,6 +36,7 @@ class World:
             horizon_ms=30 * DAY_MS,
             max_run_ids=10_000,
             reader_factory=lambda: None,
+            clock=lambda: self.now,
         )
         self.sink = LabelStudioSink(fake_client(self.ls), "http://ls", timeout_s=5, metrics=self.metrics)
         self.crashes: list[tuple[str, int]] = []
@@ -47,6 +50,8 @@ class World:
             dlq_topic="in.dlq",
             group_id="g",
             crash=lambda point, number: self.crashes.append((point, number)),
+            settle_s=settle_s,
+            clock=lambda: self.now,
         )
         self.batches = 0
 
@@ -219,3 +224,111 @@ def test_a_rebalance_stops_the_batch_without_blaming_anyone(world: World) -> Non
     assert world.value("ingest_label_studio_errors_total", kind="Rebalanced") == 0
     memory = world.ledger.memory(0)
     assert all(memory.pending_project(e.run_id.bytes) == 1 for e in events)  # uncertain for whoever redoes it
+
+
+# --- uncertain runs younger than the import timeout (docs/RELIABILITY.md, seed 8) -------------------
+SETTLE_S = 8.0
+
+
+def test_a_young_uncertain_run_is_not_asked_about_until_its_import_could_have_ended() -> None:
+    world = World(settle_s=SETTLE_S)
+    event = prompt_event(project="p")
+    world.resolver.ids["p"] = 1
+    world.ledger.mark_pending(0, 1, [event.run_id])  # a member killed inside its import request
+    world.outbox.sent.clear()
+    world.now += 3.0
+    batch = world.pipeline.start(records_of(event), 1)
+    with pytest.raises(UncertainTooRecent) as raised:
+        world.pipeline.process(batch)
+    assert raised.value.wait_s == pytest.approx(SETTLE_S - 3.0)
+    assert raised.value.runs == 1
+    assert world.ls.list_calls == 0
+    assert world.ls.import_calls == []
+    assert world.outbox.sent == []  # no new pending marker: the retry sees the same state
+    assert batch.count(ItemState.NEW) == 1
+    # not an outage: no Label Studio error, no retry counted
+    assert world.value("ingest_label_studio_errors_total", kind="timeout") == 0
+    assert world.value("ingest_label_studio_retries_total") == 0
+    assert world.value("ingest_uncertain_checks_total") == 0
+
+    # the killed member's request is applied meanwhile; once old enough, the run is asked about
+    world.ls.tasks[1] = []
+    world.sink._client.projects.import_tasks(  # type: ignore[attr-defined]
+        id=1,
+        request=[{"data": {"prompt": "x", "run_id": str(event.run_id)}}],
+        return_task_ids=True,
+        request_options={"max_retries": 0},
+    )
+    world.now += raised.value.wait_s
+    world.pipeline.process(batch)
+    assert world.ls.list_calls == 1
+    assert world.ls.run_ids(1) == [str(event.run_id)]  # once
+    assert world.value("ingest_duplicates_skipped_total", source="label_studio") == 1
+
+
+def test_the_youngest_uncertain_run_sets_the_wait() -> None:
+    world = World(settle_s=SETTLE_S)
+    older, younger, fresh = prompt_event(project="p"), prompt_event(project="p"), prompt_event(project="p")
+    world.resolver.ids["p"] = 1
+    world.ledger.mark_pending(0, 1, [older.run_id])
+    world.now += 2.0
+    world.ledger.mark_pending(0, 1, [younger.run_id])
+    world.now += 1.0
+    batch = world.pipeline.start(records_of(older, younger, fresh), 1)
+    with pytest.raises(UncertainTooRecent) as raised:
+        world.pipeline.process(batch)
+    assert raised.value.wait_s == pytest.approx(SETTLE_S - 1.0)
+    assert raised.value.runs == 2
+
+
+def test_an_old_uncertain_run_is_asked_about_at_once() -> None:
+    world = World(settle_s=SETTLE_S)
+    event = prompt_event(project="p")
+    world.resolver.ids["p"] = 1
+    world.ledger.mark_pending(0, 1, [event.run_id])
+    world.now += SETTLE_S
+    world.run(records_of(event))
+    assert world.ls.list_calls == 1
+    assert world.ls.run_ids(1) == [str(event.run_id)]
+
+
+def test_a_timed_out_import_is_asked_about_without_waiting() -> None:
+    world = World(settle_s=SETTLE_S)
+    events = [prompt_event() for _ in range(3)]
+    world.ls.fail = ["timeout_after_apply"]
+    import_tasks = world.ls.import_tasks
+
+    def slow_import(*args: Any, **kwargs: Any) -> Any:
+        world.now += SETTLE_S  # the request took the whole timeout before it gave up
+        return import_tasks(*args, **kwargs)
+
+    world.ls.import_tasks = slow_import  # type: ignore[method-assign]
+    world.run(records_of(*events))  # would raise UncertainTooRecent if it waited
+    assert world.ls.list_calls == 1
+    assert sorted(world.ls.run_ids(1)) == sorted(str(e.run_id) for e in events)
+
+
+def test_a_restored_marker_counts_from_its_record_time_plus_a_margin() -> None:
+    world = World(settle_s=SETTLE_S)
+    event = prompt_event(project="p")
+    world.resolver.ids["p"] = 1
+    written_ms = int(world.now * 1000) - 5_000  # another member's marker, 5 s ago by its clock
+    value = b'{"v":1,"state":"pending","project_id":1,"run_ids":["%s"]}' % str(event.run_id).encode()
+    world.ledger._apply([Record(value, b"pending:0:x", 0, 0, timestamp=written_ms)])
+    batch = world.pipeline.start(records_of(event), 1)
+    with pytest.raises(UncertainTooRecent) as raised:
+        world.pipeline.process(batch)
+    assert raised.value.wait_s == pytest.approx(SETTLE_S - 5.0 + PENDING_MARGIN_MS / 1000)
+
+
+def test_a_writer_clock_far_ahead_delays_at_most_the_timeout_and_margin() -> None:
+    world = World(settle_s=SETTLE_S)
+    event = prompt_event(project="p")
+    world.resolver.ids["p"] = 1
+    ahead_ms = int(world.now * 1000) + 3_600_000
+    value = b'{"v":1,"state":"pending","project_id":1,"run_ids":["%s"]}' % str(event.run_id).encode()
+    world.ledger._apply([Record(value, b"pending:0:x", 0, 0, timestamp=ahead_ms)])
+    batch = world.pipeline.start(records_of(event), 1)
+    with pytest.raises(UncertainTooRecent) as raised:
+        world.pipeline.process(batch)
+    assert raised.value.wait_s == pytest.approx(SETTLE_S + PENDING_MARGIN_MS / 1000)
