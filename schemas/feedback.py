@@ -16,10 +16,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-import pydantic_core
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
-from labelstudio_ingest.schemas.wire import CONTENT_TYPE, HEADER_CONTENT_TYPE, HEADER_SCHEMA_VERSION
+from labelstudio_ingest.schemas.wire import encode, event_headers, event_key, strict_json
 
 FEEDBACK_SCHEMA_VERSION = 1
 """The major version of the feedback event contract."""
@@ -87,35 +86,22 @@ def feedback_event_id(annotation_id: int, annotated_at: datetime) -> uuid.UUID:
     return uuid.uuid5(FEEDBACK_NAMESPACE, f"{annotation_id}@{annotated_at.isoformat()}")
 
 
-def encode_feedback(event: FeedbackEvent) -> bytes:
-    """The event as UTF-8 JSON (``None`` fields left out), like :func:`schemas.wire.encode`."""
-    return event.model_dump_json(exclude_none=True).encode("utf-8")
-
-
-def feedback_key(event: FeedbackEvent) -> bytes:
-    """The record key: the run id, as for interaction events."""
-    return str(event.run_id).encode("ascii")
-
-
-def feedback_headers(event: FeedbackEvent) -> list[tuple[str, bytes]]:
-    """``content-type`` and ``schema-version``, as for interaction events."""
-    return [
-        (HEADER_CONTENT_TYPE, CONTENT_TYPE.encode()),
-        (HEADER_SCHEMA_VERSION, str(event.schema_version).encode()),
-    ]
+encode_feedback = encode
+"""The event as UTF-8 JSON (``None`` fields left out): :func:`schemas.wire.encode`."""
+feedback_key = event_key
+"""The record key, the run id: :func:`schemas.wire.event_key`."""
+feedback_headers = event_headers
+"""``content-type`` and ``schema-version``: :func:`schemas.wire.event_headers`."""
 
 
 def decode_feedback(data: bytes) -> FeedbackEvent:
-    """Parse one record value of the feedback topic.
+    """Parse one record value of the feedback topic, as strictly as interaction events.
 
     Raises:
-        ValueError: not UTF-8 JSON, or not a valid feedback event (a pydantic ``ValidationError``).
+        ValueError: not UTF-8 JSON as the wire allows it (an ``EventDecodeError``), or not a valid
+            feedback event (a pydantic ``ValidationError``).
     """
-    try:
-        obj = pydantic_core.from_json(data, allow_inf_nan=False)
-    except ValueError as exc:
-        raise ValueError(f"not a JSON feedback event: {exc}") from None
-    return FeedbackEvent.model_validate(obj)
+    return FeedbackEvent.model_validate(strict_json(bytes(data)))
 
 
 def feedback_json_schema() -> dict[str, Any]:

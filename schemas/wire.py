@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic_core
 from pydantic import ValidationError
@@ -68,17 +69,29 @@ class EventDecodeError(ValueError):
         self.detail = detail
 
 
-def encode(event: Event) -> bytes:
+class WireRecord(Protocol):
+    """What the wire needs of a record type: a run id to key by, a version, pydantic's JSON dump."""
+
+    @property
+    def run_id(self) -> uuid.UUID: ...
+
+    @property
+    def schema_version(self) -> int: ...
+
+    def model_dump_json(self, *, exclude_none: bool = False) -> str: ...
+
+
+def encode(event: WireRecord) -> bytes:
     """The event as UTF-8 JSON (unset optional fields left out)."""
     return event.model_dump_json(exclude_none=True).encode("utf-8")
 
 
-def event_key(event: Event) -> bytes:
+def event_key(event: WireRecord) -> bytes:
     """The record key: the run id, so every event of a run lands on one partition."""
     return str(event.run_id).encode("ascii")
 
 
-def event_headers(event: Event) -> list[tuple[str, bytes]]:
+def event_headers(event: WireRecord) -> list[tuple[str, bytes]]:
     """Record headers that let a reader route or refuse a record without parsing it."""
     return [
         (HEADER_CONTENT_TYPE, CONTENT_TYPE.encode()),
@@ -100,13 +113,7 @@ def decode(data: bytes | bytearray | memoryview | None, limits: Limits = DEFAULT
             DecodeErrorReason.OVERSIZED,
             f"the record is {len(raw)} bytes; the limit is {limits.max_event_bytes}",
         )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EventDecodeError(
-            DecodeErrorReason.NOT_UTF8, f"the record is not UTF-8 (byte {exc.start}: {exc.reason})"
-        ) from None
-    obj = _parse_json(text, raw)
+    obj = strict_json(raw)
     if not isinstance(obj, dict):
         raise EventDecodeError(DecodeErrorReason.INVALID, f"an event is a JSON object, not {_json_type(obj)}")
     version = obj.get("schema_version")
@@ -126,6 +133,21 @@ def decode(data: bytes | bytearray | memoryview | None, limits: Limits = DEFAULT
     if problems:
         raise EventDecodeError(DecodeErrorReason.OVERSIZED, "; ".join(problems))
     return event
+
+
+def strict_json(raw: bytes) -> Any:
+    """UTF-8 JSON as the wire allows it (see :func:`_parse_json`), for every record type on the wire.
+
+    Raises:
+        EventDecodeError: ``not_utf8``, ``not_json``, or ``invalid`` for a duplicate key.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventDecodeError(
+            DecodeErrorReason.NOT_UTF8, f"the record is not UTF-8 (byte {exc.start}: {exc.reason})"
+        ) from None
+    return _parse_json(text, raw)
 
 
 def _parse_json(text: str, raw: bytes) -> Any:
