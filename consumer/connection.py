@@ -11,6 +11,7 @@ import logging
 import re
 from types import TracebackType
 
+from labelstudio_ingest.consumer.logs import Masker
 from labelstudio_ingest.consumer.settings import KafkaConnection
 
 _KAFKA_LOGGER = "kafka"
@@ -95,9 +96,7 @@ def connection_failure(conn: KafkaConnection, exc: BaseException, client_error: 
     if client_error:
         message += f" (last client error: {client_error})"
     message += f". Check {what_to_check(conn)}."
-    for secret in conn.secrets():
-        message = message.replace(secret, "***")
-    return message
+    return Masker(conn.secrets())(message)
 
 
 __all__ = ["ClientErrors", "connection_failure", "describe_connection", "what_to_check"]

@@ -29,6 +29,7 @@ from labelstudio_ingest.consumer.dlq import (
     replay_headers,
     summary,
 )
+from labelstudio_ingest.consumer.logs import Masker
 from labelstudio_ingest.consumer.settings import describe_errors
 
 if TYPE_CHECKING:
@@ -173,9 +174,7 @@ def _run(args: argparse.Namespace, body: Callable[[KafkaConnection, float], int]
         if client.last:
             message += f" (last client error: {client.last})"
         message += f". Check {what_to_check(conn)}."
-        for secret in conn.secrets():
-            message = message.replace(secret, "***")
-        print(f"{PROG} {args.dlq_command}: {message}", file=sys.stderr)
+        print(f"{PROG} {args.dlq_command}: {Masker(conn.secrets())(message)}", file=sys.stderr)
         return EXIT_KAFKA
 
 
