@@ -45,10 +45,6 @@ class _DuplicateKeyError(ValueError):
         super().__init__(f"the key {_short(key)} appears twice in one object; keys must be unique")
 
 
-class _NotFiniteError(ValueError):
-    pass
-
-
 class DecodeErrorReason(StrEnum):
     """Why bytes are not an event. Stable codes: dashboards and dead-letter filters use them."""
 
@@ -189,13 +185,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _not_finite(constant: str) -> Any:
-    raise _NotFiniteError(f"{constant} is not a JSON number")
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _finite_float(literal: str) -> float:
     value = float(literal)
     if not math.isfinite(value):
-        raise _NotFiniteError(f"the number {_short(literal)} is out of range")
+        raise ValueError(f"the number {_short(literal)} is out of range")
     return value
 
 
