@@ -8,7 +8,25 @@ Use it where the old ``langchain_community`` handler was used::
     chat_model.invoke(messages, config={"callbacks": [handler]})
 """
 
-from labelstudio_ingest.producer.handler import LabelStudioCallbackHandler
-from labelstudio_ingest.producer.metrics import DropReason, ProducerStats
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from labelstudio_ingest.producer.handler import LabelStudioCallbackHandler
+    from labelstudio_ingest.producer.metrics import DropReason, ProducerStats
 
 __all__ = ["DropReason", "LabelStudioCallbackHandler", "ProducerStats"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the sender process imports this package without LangChain.
+    if name == "LabelStudioCallbackHandler":
+        from labelstudio_ingest.producer.handler import LabelStudioCallbackHandler  # noqa: PLC0415
+
+        return LabelStudioCallbackHandler
+    if name in ("DropReason", "ProducerStats"):
+        from labelstudio_ingest.producer import metrics  # noqa: PLC0415
+
+        return getattr(metrics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -94,9 +94,13 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     A run whose kind differs from ``mode`` (a chat model under ``mode="prompt"``, a text LLM under
     ``mode="chat"``) is published with its real kind, and the handler warns once.
 
-    No callback raises into the app or blocks on the network: building and encoding the event is the
-    only work on the caller's thread, the rest happens on a background sender thread. Handlers with
-    the same Kafka settings (or the same ``producer``) share one producer, buffer and sender thread.
+    No callback raises into the app or blocks on the network: building and encoding the event and
+    writing it to a pipe is the only work on the caller's thread. ``sender`` says where kafka-python
+    does the rest (env ``INGEST_PRODUCER_SENDER``): ``"process"``, a sender process this handler
+    starts, so that kafka-python's pure-Python work never competes with the app for the GIL;
+    ``"thread"``, a background thread of this process; ``"auto"`` (default), a process where one can
+    work (POSIX, settings that are plain data, no ``producer=``), else a thread. Handlers with the
+    same Kafka settings (or the same ``producer``) share one producer, buffer and sender.
     """
 
     raise_error: bool = False
@@ -118,6 +122,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
         limits: Limits = DEFAULT_LIMITS,
+        sender: str | None = None,
         api_key: _Removed = _REMOVED,
         url: _Removed = _REMOVED,
     ) -> None:
@@ -157,12 +162,15 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         )
         self.max_value_bytes = _max_value_bytes(limits, producer, producer_settings)
         """The largest encoded event this handler sends; larger ones are dropped as ``oversized``."""
+        self.sender = env.resolve_sender(sender, own_producer=producer is None, settings=producer_settings)
+        """Where kafka-python runs: ``"process"`` (a sender process) or ``"thread"`` (this process)."""
         self._transport = acquire_transport(
             settings=producer_settings,
             producer=producer,
             max_buffered_events=max_buffered_events,
             max_buffered_bytes=max_buffered_bytes,
             exit_timeout=exit_timeout,
+            sender=self.sender,
         )
 
     # -- LangChain callbacks ------------------------------------------------------------------------

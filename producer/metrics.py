@@ -47,6 +47,8 @@ class DropReason(StrEnum):
     """No valid event could be built (the redact hook failed, a run end without its start, ...)."""
     CLOSED = "closed"
     """The handler was closed (or the process exited) before the event was delivered."""
+    SENDER_EXITED = "sender_exited"
+    """The sender process died (killed, out of memory) holding the event; a new one took over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,9 @@ class ProducerStats:
 
 
 @dataclass(slots=True)
-class _TopicCounts:
+class TopicCounts:
+    """One topic's counts on one side of a transport (the app's threads, or the background)."""
+
     submitted: int = 0
     published: int = 0
     failed: int = 0
@@ -88,17 +92,17 @@ class Counters:
     def __init__(self) -> None:
         self._app_lock = threading.Lock()
         self._background_lock = threading.Lock()
-        self._app: dict[str, _TopicCounts] = {}
-        self._background: dict[str, _TopicCounts] = {}
+        self._app: dict[str, TopicCounts] = {}
+        self._background: dict[str, TopicCounts] = {}
         self._connection_errors = 0
         _LIVE.add(self)
         register_prometheus_collector()
 
     @staticmethod
-    def _for(table: dict[str, _TopicCounts], topic: str) -> _TopicCounts:
+    def _for(table: dict[str, TopicCounts], topic: str) -> TopicCounts:
         counts = table.get(topic)
         if counts is None:
-            counts = table[topic] = _TopicCounts()
+            counts = table[topic] = TopicCounts()
         return counts
 
     def submitted(self, topic: str) -> None:
@@ -140,7 +144,7 @@ class Counters:
         """The counters of one topic, or of all topics together."""
         with self._app_lock, self._background_lock:
             topics = [topic] if topic is not None else list(self._app.keys() | self._background.keys())
-            empty = _TopicCounts()
+            empty = TopicCounts()
             app = [self._app.get(t, empty) for t in topics]
             background = [self._background.get(t, empty) for t in topics]
             dropped: Counter[str] = Counter()

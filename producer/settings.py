@@ -8,13 +8,14 @@ can configure both sides.
 
 from __future__ import annotations
 
+import marshal
 import os
 import re
 import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kafka import KafkaProducer
 
@@ -24,6 +25,8 @@ ENV_PROJECT_ID = "LABEL_STUDIO_PROJECT_ID"
 ENV_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
 ENV_TOPIC = "INGEST_TOPIC"
 ENV_SERVICE_NAMES = ("OTEL_SERVICE_NAME", "INGEST_SERVICE_NAME")
+ENV_SENDER = "INGEST_PRODUCER_SENDER"
+SENDERS = ("auto", "process", "thread")
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:9092"
 
@@ -178,6 +181,47 @@ def producer_settings(bootstrap_servers: list[str], overrides: Mapping[str, Any]
     config = {**PRODUCER_DEFAULTS, **security_from_env(), **overrides, "bootstrap_servers": bootstrap_servers}
     _check_sasl(config)
     return config
+
+
+def resolve_sender(
+    value: str | None, *, own_producer: bool, settings: Mapping[str, Any] | None
+) -> Literal["process", "thread"]:
+    """Where kafka-python runs: ``"process"`` (a sender process) or ``"thread"`` (in this process).
+
+    The argument, else ``INGEST_PRODUCER_SENDER``, else ``"auto"``: a sender process when this
+    platform and these settings allow one (POSIX, a Python interpreter to start, settings that are
+    plain data), else a thread. A ``producer=`` of the caller's always means a thread.
+
+    Raises:
+        ValueError: for an unknown value, or ``"process"`` where a sender process cannot work.
+    """
+    choice = (value if value is not None else os.environ.get(ENV_SENDER, "")).strip().lower() or "auto"
+    if choice not in SENDERS:
+        raise ValueError(f"sender must be one of {', '.join(SENDERS)}, not {choice!r}")
+    if choice == "thread":
+        return "thread"
+    problem = _process_sender_problem(own_producer, settings)
+    if problem is None:
+        return "process"
+    if choice == "process":
+        raise ValueError(f"sender='process' is not possible: {problem}; use sender='thread'")
+    return "thread"
+
+
+def _process_sender_problem(own_producer: bool, settings: Mapping[str, Any] | None) -> str | None:
+    if not own_producer or settings is None:
+        return "an existing producer= cannot be moved to another process"
+    if os.name != "posix":
+        return "sender processes need a POSIX system"
+    if getattr(sys, "frozen", False) or not sys.executable:
+        return "this program is not run by a Python interpreter it could start again"
+    if not Path(sys.executable).name.lower().startswith(("python", "pypy")):
+        return f"{sys.executable} does not look like a Python interpreter"
+    try:
+        marshal.dumps(dict(settings))
+    except ValueError:
+        return "the producer settings hold Python objects (an ssl_context, a token provider, ...)"
+    return None
 
 
 def service_name() -> str | None:

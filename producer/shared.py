@@ -1,25 +1,28 @@
 """One transport per producer configuration, shared by every handler of the process.
 
 Kafka's advice is one producer per process; handlers made with the same settings (or the same
-``producer=``) share its buffer, sender thread and connections. The last handler to close closes it.
+``producer=``) share its buffer, sender (process or thread) and connections. The last handler to
+close closes it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from kafka import KafkaProducer
 
+from labelstudio_ingest.producer.process_transport import SenderProcessTransport
 from labelstudio_ingest.producer.transport import (
     DEFAULT_EXIT_TIMEOUT,
     DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_MAX_BUFFERED_EVENTS,
+    Delivery,
     Transport,
 )
 
-_SHARED: dict[Hashable, tuple[Transport, int]] = {}
+_SHARED: dict[Hashable, tuple[Delivery, int]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -30,8 +33,12 @@ def acquire_transport(
     max_buffered_events: int = DEFAULT_MAX_BUFFERED_EVENTS,
     max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
-) -> Transport:
+    sender: Literal["process", "thread"] = "thread",
+) -> Delivery:
     """The process's transport for this producer (configuration), created on first use.
+
+    ``sender="process"`` delivers through a sender process (settings only, see
+    ``process_transport.py``), ``"thread"`` through a sender thread of this process.
 
     Pair every call with :func:`release_transport`.
     """
@@ -40,23 +47,31 @@ def acquire_transport(
         if producer is not None
         else tuple(sorted((k, repr(v)) for k, v in (settings or {}).items()))
     )
-    key = (target, max_buffered_events, max_buffered_bytes)
+    key = (target, max_buffered_events, max_buffered_bytes, sender)
     with _SHARED_LOCK:
         transport, users = _SHARED.get(key, (None, 0))
         if transport is None or transport.closed:
-            transport = Transport(
-                settings=settings,
-                producer=producer,
-                max_buffered_events=max_buffered_events,
-                max_buffered_bytes=max_buffered_bytes,
-                exit_timeout=exit_timeout,
-            )
+            if sender == "process" and settings is not None:
+                transport = SenderProcessTransport(
+                    settings=settings,
+                    max_buffered_events=max_buffered_events,
+                    max_buffered_bytes=max_buffered_bytes,
+                    exit_timeout=exit_timeout,
+                )
+            else:
+                transport = Transport(
+                    settings=settings,
+                    producer=producer,
+                    max_buffered_events=max_buffered_events,
+                    max_buffered_bytes=max_buffered_bytes,
+                    exit_timeout=exit_timeout,
+                )
             users = 0
         _SHARED[key] = (transport, users + 1)
         return transport
 
 
-def release_transport(transport: Transport, timeout: float | None = None) -> bool:
+def release_transport(transport: Delivery, timeout: float | None = None) -> bool:
     """Give a transport back: the last user closes it, others only flush. Returns whether all was sent."""
     last = False
     with _SHARED_LOCK:

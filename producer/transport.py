@@ -24,7 +24,7 @@ import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -72,6 +72,44 @@ class Record:
         return len(self.key) + len(self.value)
 
 
+class Delivery(Protocol):
+    """What a handler needs of a transport: :class:`Transport` (a sender thread in this process) or
+    :class:`~labelstudio_ingest.producer.process_transport.SenderProcessTransport`."""
+
+    @property
+    def counters(self) -> Counters:
+        """The transport's counters (the handler counts its own drops there)."""
+        ...
+
+    @property
+    def exit_timeout(self) -> float:
+        """Seconds the flush at interpreter exit may take."""
+        ...
+
+    def submit(self, record: Record) -> bool:
+        """Queue a record; never blocks on the network, never raises. False when it was dropped."""
+        ...
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event so far has an outcome. False on timeout."""
+        ...
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush for up to ``timeout`` seconds, then stop. Whether everything was delivered."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        ...
+
+    def stats(self, topic: str | None = None) -> ProducerStats:
+        """The counters of one topic, or of all."""
+        ...
+
+    def _after_fork_in_child(self) -> None: ...
+
+
 class Transport:
     """A bounded buffer drained into Kafka by one background thread (started on first use).
 
@@ -104,8 +142,7 @@ class Transport:
         self.exit_timeout = exit_timeout
         self._log = RateLimitedLog(logger)
         self._init_state()
-        _LIVE_TRANSPORTS.add(self)
-        _move_exit_hook_last()
+        register_transport(self)
 
     def _init_state(self) -> None:
         self.counters = Counters()
@@ -457,7 +494,13 @@ def _security_summary(settings: Mapping[str, Any]) -> str:
     return "with " + ", ".join(parts) + " "
 
 
-_LIVE_TRANSPORTS: weakref.WeakSet[Transport] = weakref.WeakSet()
+_LIVE_TRANSPORTS: weakref.WeakSet[Delivery] = weakref.WeakSet()
+
+
+def register_transport(transport: Delivery) -> None:
+    """Flush and close ``transport`` at interpreter exit, and reset it in the child of a fork."""
+    _LIVE_TRANSPORTS.add(transport)
+    _move_exit_hook_last()
 
 
 def _close_all_at_exit() -> None:

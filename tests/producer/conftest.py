@@ -27,12 +27,17 @@ def own_broker(tmp_path: Path) -> Iterator[Callable[[], embedded.Broker]]:
         broker.stop()
 
 
-@pytest.fixture
-def make_handler() -> Iterator[Callable[..., LabelStudioCallbackHandler]]:
-    """Make handlers that are closed (without waiting) after the test."""
+@pytest.fixture(params=["process", "thread"])
+def make_handler(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabelStudioCallbackHandler]]:
+    """Make handlers that are closed (without waiting) after the test.
+
+    Every test that uses it runs twice: kafka-python in a sender process, and in a sender thread.
+    """
     made: list[LabelStudioCallbackHandler] = []
 
     def make(**kwargs: object) -> LabelStudioCallbackHandler:
+        if "producer" not in kwargs:
+            kwargs.setdefault("sender", request.param)
         handler = LabelStudioCallbackHandler(**kwargs)  # type: ignore[arg-type]
         made.append(handler)
         return handler

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
+import sys
 from pathlib import Path
 
 import pytest
 
+from labelstudio_ingest.producer import settings
 from labelstudio_ingest.producer.settings import ENV_SECURITY, producer_settings, security_from_env
 
 SECRET = "s3cret-pa55word"
@@ -77,3 +80,29 @@ def test_producer_config_wins_over_the_environment(monkeypatch: pytest.MonkeyPat
     assert config["security_protocol"] == "SASL_SSL"
     assert config["sasl_plain_username"] == "from-code"
     assert config["sasl_plain_password"] == SECRET
+
+
+def test_the_sender_is_a_process_where_one_can_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(settings.ENV_SENDER, raising=False)
+    plain = {"acks": "all", "ssl_cafile": "/etc/ca.pem", "bootstrap_servers": ["b:9092"]}
+    assert settings.resolve_sender(None, own_producer=True, settings=plain) == "process"
+    assert settings.resolve_sender("thread", own_producer=True, settings=plain) == "thread"
+    assert settings.resolve_sender(None, own_producer=False, settings=None) == "thread"
+    monkeypatch.setenv(settings.ENV_SENDER, "thread")
+    assert settings.resolve_sender(None, own_producer=True, settings=plain) == "thread"
+    monkeypatch.setenv(settings.ENV_SENDER, "Process")
+    assert settings.resolve_sender(None, own_producer=True, settings=plain) == "process"
+
+
+def test_a_sender_process_is_refused_where_it_cannot_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(settings.ENV_SENDER, raising=False)
+    with_objects = {"ssl_context": ssl.create_default_context()}
+    assert settings.resolve_sender(None, own_producer=True, settings=with_objects) == "thread"
+    with pytest.raises(ValueError, match="Python objects"):
+        settings.resolve_sender("process", own_producer=True, settings=with_objects)
+    with pytest.raises(ValueError, match="existing producer"):
+        settings.resolve_sender("process", own_producer=False, settings=None)
+    with pytest.raises(ValueError, match="sender must be one of"):
+        settings.resolve_sender("fork", own_producer=True, settings={})
+    monkeypatch.setattr(sys, "executable", "/usr/bin/uwsgi")  # an embedding server, not Python
+    assert settings.resolve_sender(None, own_producer=True, settings={}) == "thread"

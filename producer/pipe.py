@@ -1,0 +1,79 @@
+"""Length-prefixed ``marshal`` messages over a pipe between the app and its sender process.
+
+Both ends are the same interpreter (the sender process is started with ``sys.executable``), so
+``marshal`` -- fast, C-level, and unable to run code while loading, unlike pickle -- is safe to use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import struct
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+_HEADER = struct.Struct("<I")
+_READ_SIZE = 1 << 20
+PIPE_SIZE = 1 << 20
+"""Bytes asked for the app's pipe to the sender (Linux; elsewhere the system's default stays)."""
+_F_SETPIPE_SZ = 1031
+
+
+def frame(message: tuple[Any, ...]) -> bytes:
+    """One message, ready to write."""
+    body = marshal.dumps(message)
+    return _HEADER.pack(len(body)) + body
+
+
+def enlarge(fd: int) -> None:
+    """Ask for a larger pipe buffer: a burst of events then fits without waiting for the reader."""
+    if fcntl is None:
+        return
+    with contextlib.suppress(OSError):  # not Linux, or above the system's pipe-max-size: the default
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte on a blocking descriptor."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class FrameReader:
+    """Reads messages from a descriptor; :meth:`feed` is for callers that do their own ``read``."""
+
+    def __init__(self, fd: int = -1) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
+        """Add bytes read elsewhere; return the messages they complete."""
+        self._buffer += data
+        messages = []
+        position = 0
+        buffer = self._buffer
+        with memoryview(buffer) as view:
+            while len(buffer) - position >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(buffer, position)
+                end = position + _HEADER.size + size
+                if end > len(buffer):
+                    break
+                with view[position + _HEADER.size : end] as body:
+                    messages.append(marshal.loads(body))
+                position = end
+        del buffer[:position]
+        return messages
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        """Every message until end of file (blocking reads)."""
+        while chunk := os.read(self._fd, _READ_SIZE):
+            yield from self.feed(chunk)

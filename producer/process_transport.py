@@ -1,0 +1,542 @@
+"""Delivery through a sender process: the app's threads write encoded events to a pipe, nothing more.
+
+kafka-python is pure Python: its partitioner, record encoding, I/O thread and one completion callback
+per record all run under the app's GIL. In an asyncio app, where the event loop hands the GIL over
+at every iteration, that work interleaves with the app's own calls and shows in their latency
+(docs/PERFORMANCE.md). This transport moves all of it to a child process
+(``labelstudio_ingest.producer.sender_process``) that runs the ordinary :class:`Transport` there.
+
+What stays in the app:
+
+- the caller's thread: one non-blocking ``os.write`` of a length-prefixed ``marshal`` frame;
+- a *link* thread, asleep in ``select`` nearly always: it starts the sender process (again, if it
+  died), writes what did not fit into the pipe (a burst before the sender is up, a starved sender),
+  and reads the sender's reports: counters (at most 4 times a second while they change) and log
+  records, which it logs under the same logger names.
+
+Counters stay exact: an event counts as buffered from the app's ``submit`` until the sender reports
+it published, failed or dropped. When the sender process dies (killed, out of memory), the events it
+held -- written to it, never reported -- are counted as dropped (``sender_exited``), and a new sender
+starts with what still waits in the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from typing import Any
+
+from labelstudio_ingest.producer.client import ABORT_JOIN_TIMEOUT
+from labelstudio_ingest.producer.logs import RateLimitedLog
+from labelstudio_ingest.producer.metrics import Counters, DropReason, ProducerStats, TopicCounts
+from labelstudio_ingest.producer.pipe import FrameReader, enlarge, frame, write_all
+from labelstudio_ingest.producer.sender_process import FORWARDED_LOGGERS
+from labelstudio_ingest.producer.transport import (
+    DEFAULT_EXIT_TIMEOUT,
+    DEFAULT_MAX_BUFFERED_BYTES,
+    DEFAULT_MAX_BUFFERED_EVENTS,
+    Record,
+    register_transport,
+)
+
+logger = logging.getLogger(__name__)
+
+SENDER_MODULE = "labelstudio_ingest.producer.sender_process"
+RESTART_BACKOFF_INITIAL = 0.5
+RESTART_BACKOFF_MAX = 30.0
+_LINK_POLL = 1.0
+_FLUSH_POLL = 0.5
+_REAP_TIMEOUT = 5.0
+_SHUTDOWN_GRACE = ABORT_JOIN_TIMEOUT + 2.0
+
+
+class SenderUnavailableError(ValueError):
+    """The sender process cannot be used with these settings (say ``sender="thread"``)."""
+
+
+class SenderCounters(Counters):
+    """App-side counts kept here; delivery outcomes as the sender process(es) reported them.
+
+    Outcomes of senders that exited are kept (``retired``) and added to the live sender's latest report.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._retired: dict[str, TopicCounts] = {}
+        self._retired_connection_errors = 0
+        self._current: dict[str, TopicCounts] = {}
+        self._current_connection_errors = 0
+        self.finished = 0
+        """Events with an outcome (published, failed, dropped after submit), all topics together."""
+
+    def report(
+        self, tables: Mapping[str, tuple[int, int, Mapping[str, int]]], connection_errors: int
+    ) -> None:
+        """The live sender's counters (cumulative since it started)."""
+        with self._background_lock:
+            self._current = {
+                topic: TopicCounts(published=published, failed=failed, discarded=Counter(dropped))
+                for topic, (published, failed, dropped) in tables.items()
+            }
+            self._current_connection_errors = connection_errors
+            self._rebuild()
+
+    def outcomes(self, topic: str) -> int:
+        """Events of ``topic`` the live sender reported an outcome for."""
+        counts = self._current.get(topic)
+        return 0 if counts is None else counts.published + counts.failed + sum(counts.discarded.values())
+
+    def retire(self, lost: Mapping[str, int], reason: DropReason) -> None:
+        """The live sender exited: keep its outcomes, and count what it held as dropped."""
+        with self._background_lock:
+            for topic, counts in self._current.items():
+                kept = self._for(self._retired, topic)
+                kept.published += counts.published
+                kept.failed += counts.failed
+                kept.discarded.update(counts.discarded)
+            for topic, count in lost.items():
+                if count > 0:
+                    self._for(self._retired, topic).discarded[reason.value] += count
+            self._retired_connection_errors += self._current_connection_errors
+            self._current = {}
+            self._current_connection_errors = 0
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        merged: dict[str, TopicCounts] = {}
+        for table in (self._retired, self._current):
+            for topic, counts in table.items():
+                into = self._for(merged, topic)
+                into.published += counts.published
+                into.failed += counts.failed
+                into.discarded.update(counts.discarded)
+        self._background = merged
+        self._connection_errors = self._retired_connection_errors + self._current_connection_errors
+        self.finished = sum(c.published + c.failed + sum(c.discarded.values()) for c in merged.values())
+
+
+class SenderProcessTransport:
+    """The :class:`~labelstudio_ingest.producer.transport.Transport` interface, delivered by a child
+    process that owns the ``KafkaProducer``.
+
+    ``settings`` must be plain data (strings, numbers, lists, dicts): they are sent to the child.
+    The buffer bounds apply to events not yet delivered, wherever they wait.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Mapping[str, Any],
+        max_buffered_events: int = DEFAULT_MAX_BUFFERED_EVENTS,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
+        python: str | None = None,
+    ) -> None:
+        if max_buffered_events < 1 or max_buffered_bytes < 1:
+            raise ValueError("the buffer bounds must be positive")
+        self._init_args = (dict(settings), max_buffered_events, max_buffered_bytes, exit_timeout)
+        try:
+            frame(self._init_args)
+        except ValueError:
+            raise SenderUnavailableError(
+                "producer settings hold Python objects (an ssl_context, a token provider, ...) that "
+                "cannot be sent to a sender process; use sender='thread'"
+            ) from None
+        self.max_buffered_events = max_buffered_events
+        self.max_buffered_bytes = max_buffered_bytes
+        self.exit_timeout = exit_timeout
+        self.python = python or sys.executable
+        self._log = RateLimitedLog(logger)
+        self._init_state()
+        register_transport(self)
+
+    def _init_state(self) -> None:
+        self.counters = SenderCounters()
+        self._lock = threading.Lock()  # the pipe's write side and the backlog
+        self._changed = threading.Condition(threading.Lock())  # notified at every report
+        self._fd: int | None = None  # the pipe to a sender that said it is ready
+        self._backlog: deque[tuple[bytes, str | None, int]] = deque()  # frame, topic, event bytes
+        self._backlog_bytes = 0
+        self._partial: memoryview | None = None  # the rest of a frame the pipe took only part of
+        self._written: Counter[str] = Counter()  # events written to the live sender, per topic
+        self._submitted = 0
+        self._closing = False
+        self._close_queued = False
+        self._stopped = False
+        self._generation = 0  # senders that said ready so far
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        # the link thread alone
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._status_fd: int | None = None
+        self._starting_fd: int | None = None
+        self._reader = FrameReader()
+        self._backoff = RESTART_BACKOFF_INITIAL
+
+    # -- the app's side -----------------------------------------------------------------------------
+
+    def submit(self, record: Record) -> bool:
+        """Queue a record for delivery; never blocks on the network, never raises.
+
+        Returns False when the record was dropped (closed, or the buffer is at its bound).
+        """
+        size = record.size
+        data = frame(("r", record.topic, record.key, record.value, record.headers))
+        with self._lock:
+            if self._closing:
+                reason = DropReason.CLOSED
+            elif (
+                self._submitted - self.counters.finished >= self.max_buffered_events
+                or self._backlog_bytes + size > self.max_buffered_bytes
+            ):
+                reason = DropReason.BUFFER_FULL
+            else:
+                self._submitted += 1
+                self.counters.submitted(record.topic)
+                if self._thread is None:
+                    self._start_link()
+                if self._fd is not None and not self._backlog and self._partial is None:
+                    written = self._write(data)
+                    if written:
+                        self._written[record.topic] += 1
+                        if written < len(data):
+                            self._partial = memoryview(data)[written:]
+                            self._wake()
+                        return True
+                self._backlog.append((data, record.topic, size))
+                self._backlog_bytes += size
+                self._wake()
+                return True
+        self.counters.rejected(record.topic, reason)
+        if reason is DropReason.BUFFER_FULL:
+            self._log.warning(
+                "buffer_full",
+                "Label Studio ingest: %d events wait for Kafka, the buffer's bound; "
+                "dropping new events until the broker takes them",
+                self._submitted - self.counters.finished,
+            )
+        else:
+            self._log.warning("closed", "Label Studio ingest: the handler is closed; dropping an event")
+        return False
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event buffered so far is delivered, refused or dropped. False on timeout."""
+        target = self._submitted
+        if self.counters.finished >= target:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        asked = -1
+        with self._changed:
+            while self.counters.finished < target:
+                if asked != self._generation:  # ask every new sender too: it holds what was waiting
+                    asked = self._generation
+                    self._request(frame(("f",)))
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(_FLUSH_POLL if remaining is None else min(remaining, _FLUSH_POLL))
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush for up to ``timeout`` seconds, then stop the sender; what is undelivered is dropped.
+
+        Returns whether everything was delivered. Closing twice is harmless.
+        """
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        with self._lock:
+            already, self._closing = self._closing, True
+        delivered = self.flush(timeout)
+        if already:
+            return delivered
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        thread = self._thread
+        if thread is None:
+            self._stopped = True
+            return delivered
+        self._request(frame(("c", remaining)), closing=True)
+        thread.join(None if remaining is None else remaining + _SHUTDOWN_GRACE)
+        if thread.is_alive():  # a sender that does not stop in time is stopped
+            proc = self._proc
+            if proc is not None:
+                proc.kill()
+            thread.join(_SHUTDOWN_GRACE)
+        return delivered
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closing
+
+    def stats(self, topic: str | None = None) -> ProducerStats:
+        """The counters of one topic, or of every topic this transport sent to."""
+        return self.counters.snapshot(topic)
+
+    @property
+    def sender_pid(self) -> int | None:
+        """The process id of the live sender process, if one runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    def _request(self, data: bytes, *, closing: bool = False) -> None:
+        """Send a control message in order with the records before it."""
+        with self._lock:
+            if closing:
+                self._close_queued = True
+            if self._thread is None:
+                self._start_link()
+            if self._fd is not None and not self._backlog and self._partial is None:
+                written = self._write(data)
+                if written == len(data):
+                    if closing:
+                        self._wake()
+                    return
+                if written:
+                    self._partial = memoryview(data)[written:]
+                    self._wake()
+                    return
+            self._backlog.append((data, None, 0))
+            self._wake()
+
+    def _write(self, data: bytes | memoryview) -> int:
+        """Write what the pipe takes now, without waiting (0 when full, or when the sender is gone)."""
+        assert self._fd is not None
+        try:
+            return os.write(self._fd, data)
+        except OSError:  # full (BlockingIOError), or a dead sender: the link thread deals with it
+            return 0
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # already awake: the wake pipe is full
+            os.write(self._wake_w, b"\0")
+
+    # -- the link thread ----------------------------------------------------------------------------
+
+    def _start_link(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="labelstudio-ingest-link", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped:
+                if self._proc is None:
+                    if self._close_queued:  # closing, and no sender left to deliver: stop here
+                        break
+                    if not self._start_sender():
+                        continue
+                self._step()
+        except BaseException:  # pragma: no cover - a bug; keep the app alive and say so
+            logger.exception("Label Studio ingest: the link to the sender process stopped")
+            self._stop_sender()
+        finally:
+            self._drop_backlog()
+            with self._changed:
+                self._changed.notify_all()
+
+    def _step(self) -> None:
+        """One turn: wait for a report, a wake-up or room in the pipe, and deal with it."""
+        assert self._status_fd is not None
+        fd = self._fd
+        waiting = [fd] if fd is not None and (self._backlog or self._partial is not None) else []
+        readable, writable, _ = select.select([self._status_fd, self._wake_r], waiting, [], _LINK_POLL)
+        if self._wake_r in readable:
+            self._clear_wake()
+        if self._status_fd in readable:
+            try:
+                data = os.read(self._status_fd, 1 << 20)
+            except OSError:
+                data = b""
+            if not data:
+                self._sender_exited()
+                return
+            for message in self._reader.feed(data):
+                self._on_message(message)
+        if writable:
+            self._drain()
+        self._maybe_finish_input()
+
+    def _start_sender(self) -> bool:
+        """Start a sender process; on failure wait (interruptibly) before the next attempt."""
+        levels = {name: logging.getLogger(name).getEffectiveLevel() for name in FORWARDED_LOGGERS}
+        data_r, data_w = os.pipe()
+        status_r, status_w = os.pipe()
+        enlarge(data_w)
+        try:
+            self._proc = subprocess.Popen(
+                [self.python, "-m", SENDER_MODULE, str(data_r), str(status_w)],
+                pass_fds=(data_r, status_w),
+                stdin=subprocess.DEVNULL,
+                env=_sender_environment(),
+            )
+        except OSError as exc:
+            for fd in (data_w, status_r):
+                os.close(fd)
+            self._log.warning(
+                "spawn",
+                "Label Studio ingest: cannot start the sender process (%s %s: %s); events wait in the "
+                "buffer. Pass sender='thread' to send from a thread of this process instead",
+                self.python,
+                SENDER_MODULE,
+                exc,
+            )
+            self._pause()
+            return False
+        finally:
+            os.close(data_r)
+            os.close(status_w)
+        # a fresh pipe: room enough for the settings
+        write_all(data_w, frame(("init", *self._init_args, levels)))
+        os.set_blocking(data_w, False)
+        self._starting_fd = data_w
+        self._status_fd = status_r
+        self._reader = FrameReader()
+        return True
+
+    def _on_message(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "stats":
+            self.counters.report(message[1], message[2])
+            with self._changed:
+                self._changed.notify_all()
+        elif kind == "log":
+            _, level, name, text, (pathname, lineno, function, thread_name, created) = message
+            target = logging.getLogger(name)
+            if target.isEnabledFor(level):
+                record = target.makeRecord(name, level, pathname, lineno, text, (), None, function)
+                record.created, record.threadName = created, f"sender:{thread_name}"
+                record.process = self.sender_pid
+                target.handle(record)
+        elif kind == "ready":
+            with self._lock:
+                self._fd, self._starting_fd = self._starting_fd, None
+                self._written = Counter()
+                self._generation += 1
+            self._backoff = RESTART_BACKOFF_INITIAL
+            with self._changed:
+                self._changed.notify_all()
+
+    def _drain(self) -> None:
+        """Write what waits, in order, as far as the pipe takes it now."""
+        with self._lock:
+            if self._fd is None:
+                return
+            while self._partial is not None or self._backlog:
+                if self._partial is not None:
+                    written = self._write(self._partial)
+                    self._partial = self._partial[written:] if written < len(self._partial) else None
+                    if self._partial is not None:
+                        return
+                    continue
+                data, topic, size = self._backlog[0]
+                written = self._write(data)
+                if not written:
+                    return
+                self._backlog.popleft()
+                self._backlog_bytes -= size
+                if topic is not None:
+                    self._written[topic] += 1
+                if written < len(data):
+                    self._partial = memoryview(data)[written:]
+
+    def _maybe_finish_input(self) -> None:
+        """After the close request went out, close the sender's input: it flushes and exits."""
+        with self._lock:
+            if not self._close_queued or self._fd is None or self._backlog or self._partial is not None:
+                return
+            fd, self._fd = self._fd, None
+        os.close(fd)
+
+    def _sender_exited(self) -> None:
+        """The sender closed its reports: it exited. Account for what it held, and start anew."""
+        proc, self._proc = self._proc, None
+        assert proc is not None
+        try:
+            code = proc.wait(_REAP_TIMEOUT)
+        except subprocess.TimeoutExpired:  # pragma: no cover - it closed its output but lives on
+            proc.kill()
+            code = proc.wait()
+        with self._lock:
+            for fd in (self._fd, self._starting_fd, self._status_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._fd = self._starting_fd = self._status_fd = None
+            self._partial = None  # its frame was counted as written: it is part of what is lost
+            lost = {topic: n - self.counters.outcomes(topic) for topic, n in self._written.items()}
+            self._written = Counter()
+            expected = self._close_queued and not self._backlog
+        reason = DropReason.CLOSED if expected else DropReason.SENDER_EXITED
+        self.counters.retire(lost, reason)
+        with self._changed:
+            self._changed.notify_all()
+        held = sum(n for n in lost.values() if n > 0)
+        if expected:
+            self._stopped = True
+            if held:
+                logger.warning("Label Studio ingest: closed with %d events not delivered to Kafka", held)
+            return
+        self._log.warning(
+            "exited",
+            "Label Studio ingest: the sender process exited (code %s) with %d events it had not "
+            "delivered (counted as dropped: sender_exited); starting a new one",
+            code,
+            held,
+        )
+        self._pause()
+
+    def _pause(self) -> None:
+        """Wait before the next start of a sender (a close request ends the wait)."""
+        until = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, RESTART_BACKOFF_MAX)
+        while not self._close_queued and (remaining := until - time.monotonic()) > 0:
+            select.select([self._wake_r], [], [], remaining)
+            self._clear_wake()
+
+    def _clear_wake(self) -> None:
+        while True:
+            try:
+                if not os.read(self._wake_r, 4096):
+                    return
+            except BlockingIOError:
+                return
+
+    def _stop_sender(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
+
+    def _drop_backlog(self) -> None:
+        """Stopped: what never reached a sender is dropped (closed)."""
+        with self._lock:
+            dropped = Counter(topic for _, topic, _ in self._backlog if topic is not None)
+            self._backlog.clear()
+            self._backlog_bytes = 0
+        if dropped:
+            self.counters.retire(dropped, DropReason.CLOSED)
+            logger.warning(
+                "Label Studio ingest: closed with %d events not delivered to Kafka", sum(dropped.values())
+            )
+
+    def _after_fork_in_child(self) -> None:
+        """The child of a fork shares the parent's sender pipes: let go of them and start over."""
+        for fd in (self._fd, self._starting_fd, self._status_fd, self._wake_r, self._wake_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._proc = None  # the parent's child, not ours to wait for
+        self._init_state()
+
+
+def _sender_environment() -> dict[str, str]:
+    """The app's environment, with its import path: the sender imports this package as the app does."""
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return environment
