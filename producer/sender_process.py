@@ -30,6 +30,10 @@ from labelstudio_ingest.producer.transport import Record, Transport
 _REPORT_EVERY = 0.25
 _REPORT_EVERY_FLUSHING = 0.02
 _FLUSHING_FOR = 5.0
+READ_PAUSE = 0.005
+"""Seconds the sender waits after reading before it reads again. Records then arrive in batches,
+and the app's writes do not wake the sender (a wake-up can preempt the app's thread for as long as
+the sender works on the record); it costs at most this much delivery latency."""
 FORWARDED_LOGGERS = ("labelstudio_ingest", "kafka")
 """Loggers whose records the sender process sends to the app's process."""
 
@@ -114,7 +118,7 @@ def _forward_logs(link: _Link, levels: dict[str, int]) -> None:
 def serve(inbound: int, outbound: int) -> int:
     """Run until the app closes ``inbound``; returns the exit code."""
     link = _Link(outbound)
-    messages = iter(FrameReader(inbound))
+    messages = iter(FrameReader(inbound, pause=READ_PAUSE))
     init = next(messages, None)
     if init is None or init[0] != "init":
         return 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from labelstudio_ingest.producer.metrics import DropReason
 from labelstudio_ingest.producer.pipe import FrameReader, frame, write_all
 from labelstudio_ingest.producer.process_transport import SenderCounters
@@ -28,7 +30,8 @@ def test_messages_survive_any_split_of_the_stream() -> None:
     assert [m for i in range(len(stream)) for m in reader.feed(stream[i : i + 1])] == MESSAGES
 
 
-def test_a_reader_iterates_a_pipe_until_end_of_file() -> None:
+@pytest.mark.parametrize("pause", [0.0, 0.005])
+def test_a_reader_iterates_a_pipe_until_end_of_file(pause: float) -> None:
     read_end, write_end = os.pipe()
 
     def write() -> None:
@@ -39,7 +42,7 @@ def test_a_reader_iterates_a_pipe_until_end_of_file() -> None:
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        assert list(FrameReader(read_end)) == MESSAGES * 20
+        assert list(FrameReader(read_end, pause=pause)) == MESSAGES * 20
     finally:
         writer.join()
         os.close(read_end)
