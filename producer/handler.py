@@ -95,7 +95,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ``mode="chat"``) is published with its real kind, and the handler warns once.
 
     No callback raises into the app or blocks on the network: building and encoding the event and
-    writing it to a pipe is the only work on the caller's thread. ``sender`` says where kafka-python
+    writing it to a socket is the only work on the caller's thread. ``sender`` says where kafka-python
     does the rest (env ``INGEST_PRODUCER_SENDER``): ``"process"``, a sender process this handler
     starts, so that kafka-python's pure-Python work never competes with the app for the GIL;
     ``"thread"``, a background thread of this process; ``"auto"`` (default), a process where one can

@@ -1,4 +1,4 @@
-"""Length-prefixed ``marshal`` messages over a pipe between the app and its sender process.
+"""Length-prefixed ``marshal`` messages between the app and its sender process (socket or pipe).
 
 Both ends are the same interpreter (the sender process is started with ``sys.executable``), so
 ``marshal`` -- fast, C-level, and unable to run code while loading, unlike pickle -- is safe to use.
@@ -6,41 +6,22 @@ Both ends are the same interpreter (the sender process is started with ``sys.exe
 
 from __future__ import annotations
 
-import contextlib
 import marshal
 import os
 import select
 import struct
 import time
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
-
-fcntl: ModuleType | None
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None
 
 _HEADER = struct.Struct("<I")
 _READ_SIZE = 1 << 20
-PIPE_SIZE = 1 << 20
-"""Bytes asked for the app's pipe to the sender (Linux; elsewhere the system's default stays)."""
-_F_SETPIPE_SZ = 1031
 
 
 def frame(message: tuple[Any, ...]) -> bytes:
     """One message, ready to write."""
     body = marshal.dumps(message)
     return _HEADER.pack(len(body)) + body
-
-
-def enlarge(fd: int) -> None:
-    """Ask for a larger pipe buffer: a burst of events then fits without waiting for the reader."""
-    if fcntl is None:
-        return
-    with contextlib.suppress(OSError):  # not Linux, or above the system's pipe-max-size: the default
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Delivery through a sender process: the app's threads write encoded events to a pipe, nothing more.
+"""Delivery through a sender process: the app's threads write encoded events to a socket, no more.
 
 kafka-python is pure Python: its partitioner, record encoding, I/O thread and one completion callback
 per record all run under the app's GIL. In an asyncio app, where the event loop hands the GIL over
@@ -10,7 +10,7 @@ What stays in the app:
 
 - the caller's thread: one non-blocking ``os.write`` of a length-prefixed ``marshal`` frame;
 - a *link* thread, asleep in ``select`` nearly always: it starts the sender process (again, if it
-  died), writes what did not fit into the pipe (a burst before the sender is up, a starved sender),
+  died), writes what did not fit into the socket (a burst before the sender is up, a starved sender),
   and reads the sender's reports: counters (at most 4 times a second while they change) and log
   records, which it logs under the same logger names.
 
@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +38,7 @@ from typing import Any
 from labelstudio_ingest.producer.client import ABORT_JOIN_TIMEOUT
 from labelstudio_ingest.producer.logs import RateLimitedLog
 from labelstudio_ingest.producer.metrics import Counters, DropReason, ProducerStats, TopicCounts
-from labelstudio_ingest.producer.pipe import FrameReader, enlarge, frame, write_all
+from labelstudio_ingest.producer.pipe import FrameReader, frame
 from labelstudio_ingest.producer.sender_process import FORWARDED_LOGGERS
 from labelstudio_ingest.producer.transport import (
     DEFAULT_EXIT_TIMEOUT,
@@ -56,6 +57,8 @@ _LINK_POLL = 1.0
 _FLUSH_POLL = 0.5
 _REAP_TIMEOUT = 5.0
 _SHUTDOWN_GRACE = ABORT_JOIN_TIMEOUT + 2.0
+SEND_BUFFER = 1 << 20
+"""Bytes asked for the socket's send buffer: a burst of events fits without waiting for the sender."""
 
 
 class SenderUnavailableError(ValueError):
@@ -160,12 +163,12 @@ class SenderProcessTransport:
 
     def _init_state(self) -> None:
         self.counters = SenderCounters()
-        self._lock = threading.Lock()  # the pipe's write side and the backlog
+        self._lock = threading.Lock()  # the socket's sending side and the backlog
         self._changed = threading.Condition(threading.Lock())  # notified at every report
-        self._fd: int | None = None  # the pipe to a sender that said it is ready
+        self._sock: socket.socket | None = None  # the way to a sender that said it is ready
         self._backlog: deque[tuple[bytes, str | None, int]] = deque()  # frame, topic, event bytes
         self._backlog_bytes = 0
-        self._partial: memoryview | None = None  # the rest of a frame the pipe took only part of
+        self._partial: memoryview | None = None  # the rest of a frame the socket took only part of
         self._written: Counter[str] = Counter()  # events written to the live sender, per topic
         self._submitted = 0
         self._closing = False
@@ -179,7 +182,7 @@ class SenderProcessTransport:
         # the link thread alone
         self._proc: subprocess.Popen[bytes] | None = None
         self._status_fd: int | None = None
-        self._starting_fd: int | None = None
+        self._starting_sock: socket.socket | None = None
         self._reader = FrameReader()
         self._backoff = RESTART_BACKOFF_INITIAL
 
@@ -205,7 +208,7 @@ class SenderProcessTransport:
                 self.counters.submitted(record.topic)
                 if self._thread is None:
                     self._start_link()
-                if self._fd is not None and not self._backlog and self._partial is None:
+                if self._sock is not None and not self._backlog and self._partial is None:
                     written = self._write(data)
                     if written:
                         self._written[record.topic] += 1
@@ -294,7 +297,7 @@ class SenderProcessTransport:
                 self._close_queued = True
             if self._thread is None:
                 self._start_link()
-            if self._fd is not None and not self._backlog and self._partial is None:
+            if self._sock is not None and not self._backlog and self._partial is None:
                 written = self._write(data)
                 if written == len(data):
                     if closing:
@@ -308,10 +311,14 @@ class SenderProcessTransport:
             self._wake()
 
     def _write(self, data: bytes | memoryview) -> int:
-        """Write what the pipe takes now, without waiting (0 when full, or when the sender is gone)."""
-        assert self._fd is not None
+        """Send what the socket takes now, without waiting (0 when full, or when the sender is gone).
+
+        ``MSG_NOSIGNAL``: a sender that died must not take the app with it by SIGPIPE, which an app
+        may have set back to its default (Python ignores it, but not every program keeps it so).
+        """
+        assert self._sock is not None
         try:
-            return os.write(self._fd, data)
+            return self._sock.send(data, socket.MSG_NOSIGNAL)
         except OSError:  # full (BlockingIOError), or a dead sender: the link thread deals with it
             return 0
 
@@ -343,10 +350,10 @@ class SenderProcessTransport:
                 self._changed.notify_all()
 
     def _step(self) -> None:
-        """One turn: wait for a report, a wake-up or room in the pipe, and deal with it."""
+        """One turn: wait for a report, a wake-up or room in the socket, and deal with it."""
         assert self._status_fd is not None
-        fd = self._fd
-        waiting = [fd] if fd is not None and (self._backlog or self._partial is not None) else []
+        sock = self._sock
+        waiting = [sock] if sock is not None and (self._backlog or self._partial is not None) else []
         readable, writable, _ = select.select([self._status_fd, self._wake_r], waiting, [], _LINK_POLL)
         if self._wake_r in readable:
             self._clear_wake()
@@ -367,19 +374,21 @@ class SenderProcessTransport:
     def _start_sender(self) -> bool:
         """Start a sender process; on failure wait (interruptibly) before the next attempt."""
         levels = {name: logging.getLogger(name).getEffectiveLevel() for name in FORWARDED_LOGGERS}
-        data_r, data_w = os.pipe()
+        # records go through a socket (sent with MSG_NOSIGNAL, see _write), reports through a pipe
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(OSError):  # room for bursts; the system caps it at net.core.wmem_max
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         status_r, status_w = os.pipe()
-        enlarge(data_w)
         try:
             self._proc = subprocess.Popen(
-                [self.python, "-m", SENDER_MODULE, str(data_r), str(status_w)],
-                pass_fds=(data_r, status_w),
+                [self.python, "-m", SENDER_MODULE, str(theirs.fileno()), str(status_w)],
+                pass_fds=(theirs.fileno(), status_w),
                 stdin=subprocess.DEVNULL,
                 env=_sender_environment(),
             )
         except OSError as exc:
-            for fd in (data_w, status_r):
-                os.close(fd)
+            ours.close()
+            os.close(status_r)
             self._log.warning(
                 "spawn",
                 "Label Studio ingest: cannot start the sender process (%s %s: %s); events wait in the "
@@ -391,12 +400,12 @@ class SenderProcessTransport:
             self._pause()
             return False
         finally:
-            os.close(data_r)
+            theirs.close()
             os.close(status_w)
-        # a fresh pipe: room enough for the settings
-        write_all(data_w, frame(("init", *self._init_args, levels)))
-        os.set_blocking(data_w, False)
-        self._starting_fd = data_w
+        with contextlib.suppress(OSError):  # it died at once: its exit is dealt with like any other
+            ours.sendall(frame(("init", *self._init_args, levels)), socket.MSG_NOSIGNAL)
+        ours.setblocking(False)
+        self._starting_sock = ours
         self._status_fd = status_r
         self._reader = FrameReader()
         return True
@@ -417,7 +426,7 @@ class SenderProcessTransport:
                 target.handle(record)
         elif kind == "ready":
             with self._lock:
-                self._fd, self._starting_fd = self._starting_fd, None
+                self._sock, self._starting_sock = self._starting_sock, None
                 self._written = Counter()
                 self._generation += 1
             self._backoff = RESTART_BACKOFF_INITIAL
@@ -425,9 +434,9 @@ class SenderProcessTransport:
                 self._changed.notify_all()
 
     def _drain(self) -> None:
-        """Write what waits, in order, as far as the pipe takes it now."""
+        """Send what waits, in order, as far as the socket takes it now."""
         with self._lock:
-            if self._fd is None:
+            if self._sock is None:
                 return
             while self._partial is not None or self._backlog:
                 if self._partial is not None:
@@ -450,10 +459,10 @@ class SenderProcessTransport:
     def _maybe_finish_input(self) -> None:
         """After the close request went out, close the sender's input: it flushes and exits."""
         with self._lock:
-            if not self._close_queued or self._fd is None or self._backlog or self._partial is not None:
+            if not self._close_queued or self._sock is None or self._backlog or self._partial is not None:
                 return
-            fd, self._fd = self._fd, None
-        os.close(fd)
+            sock, self._sock = self._sock, None
+        sock.close()
 
     def _sender_exited(self) -> None:
         """The sender closed its reports: it exited. Account for what it held, and start anew."""
@@ -465,10 +474,13 @@ class SenderProcessTransport:
             proc.kill()
             code = proc.wait()
         with self._lock:
-            for fd in (self._fd, self._starting_fd, self._status_fd):
-                if fd is not None:
-                    os.close(fd)
-            self._fd = self._starting_fd = self._status_fd = None
+            for sock in (self._sock, self._starting_sock):
+                if sock is not None:
+                    sock.close()
+            if self._status_fd is not None:
+                os.close(self._status_fd)
+            self._sock = self._starting_sock = None
+            self._status_fd = None
             self._partial = None  # its frame was counted as written: it is part of what is lost
             lost = {topic: n - self.counters.outcomes(topic) for topic, n in self._written.items()}
             self._written = Counter()
@@ -526,8 +538,11 @@ class SenderProcessTransport:
             )
 
     def _after_fork_in_child(self) -> None:
-        """The child of a fork shares the parent's sender pipes: let go of them and start over."""
-        for fd in (self._fd, self._starting_fd, self._status_fd, self._wake_r, self._wake_w):
+        """The child of a fork shares the parent's way to its sender: let go of it and start over."""
+        for sock in (self._sock, self._starting_sock):
+            if sock is not None:
+                sock.close()
+        for fd in (self._status_fd, self._wake_r, self._wake_w):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)

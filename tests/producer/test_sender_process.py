@@ -252,3 +252,33 @@ def test_a_forked_child_publishes_through_a_sender_of_its_own(
     assert sorted(e.event.prompts[0] for e in read if e.event.kind == "prompt") == sorted(
         [f"parent-{i}" for i in range(5)] + [f"child-{i}" for i in range(5)]
     )
+
+
+def test_an_app_that_restored_sigpipe_survives_its_sender_dying(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str]
+) -> None:
+    topic = kafka_topic(1)
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from langchain_core.language_models.fake import FakeListLLM
+        from labelstudio_ingest.producer import LabelStudioCallbackHandler
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as some command-line programs do
+        handler = LabelStudioCallbackHandler(bootstrap_servers="{kafka_bootstrap}", topic="{topic}")
+        llm = FakeListLLM(responses=["r"])
+        llm.invoke("first", config={{"callbacks": [handler]}})
+        assert handler.flush(30)
+        os.kill(handler._transport.sender_pid, signal.SIGKILL)
+        os.waitid(os.P_PID, handler._transport.sender_pid, os.WEXITED | os.WNOWAIT)
+        for i in range(200):  # the first of these go to the dead sender's socket
+            llm.invoke(f"after-{{i}}", config={{"callbacks": [handler]}})
+        assert handler.flush(30), handler.stats
+        print("alive", handler.stats.published + handler.stats.dropped)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert "alive 201" in done.stdout
