@@ -46,6 +46,7 @@ from labelstudio_ingest.producer.transport import (
     DEFAULT_MAX_BUFFERED_EVENTS,
     Record,
     register_transport,
+    reject,
 )
 
 logger = logging.getLogger(__name__)
@@ -220,16 +221,7 @@ class SenderProcessTransport:
                 self._backlog_bytes += size
                 self._wake()
                 return True
-        self.counters.rejected(record.topic, reason)
-        if reason is DropReason.BUFFER_FULL:
-            self._log.warning(
-                "buffer_full",
-                "Label Studio ingest: %d events wait for Kafka, the buffer's bound; "
-                "dropping new events until the broker takes them",
-                self._submitted - self.counters.finished,
-            )
-        else:
-            self._log.warning("closed", "Label Studio ingest: the handler is closed; dropping an event")
+        reject(self.counters, self._log, record, reason, waiting=self._submitted - self.counters.finished)
         return False
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -191,16 +191,7 @@ class Transport:
                 if self._thread is None:
                     self._start_sender()
                 return True
-        self.counters.rejected(record.topic, reason)
-        if reason is DropReason.BUFFER_FULL:
-            self._log.warning(
-                "buffer_full",
-                "Label Studio ingest: %d events wait for Kafka, the buffer's bound; "
-                "dropping new events until the broker takes them",
-                self._submitted - self._finished,
-            )
-        else:
-            self._log.warning("closed", "Label Studio ingest: the handler is closed; dropping an event")
+        reject(self.counters, self._log, record, reason, waiting=self._submitted - self._finished)
         return False
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -462,6 +453,22 @@ class Transport:
             inherited, self._producer = self._producer, None
             if inherited is not None:
                 _disown(inherited)
+
+
+def reject(
+    counters: Counters, warnings: RateLimitedLog, record: Record, reason: DropReason, *, waiting: int
+) -> None:
+    """Count a record a transport would not take, and say why (rate-limited)."""
+    counters.rejected(record.topic, reason)
+    if reason is DropReason.BUFFER_FULL:
+        warnings.warning(
+            "buffer_full",
+            "Label Studio ingest: %d events wait for Kafka, the buffer's bound; "
+            "dropping new events until the broker takes them",
+            waiting,
+        )
+    else:
+        warnings.warning("closed", "Label Studio ingest: the handler is closed; dropping an event")
 
 
 def _disown(producer: KafkaProducer) -> None:

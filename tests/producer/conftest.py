@@ -28,16 +28,20 @@ def own_broker(tmp_path: Path) -> Iterator[Callable[[], embedded.Broker]]:
 
 
 @pytest.fixture(params=["process", "thread"])
-def make_handler(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabelStudioCallbackHandler]]:
-    """Make handlers that are closed (without waiting) after the test.
+def sender(request: pytest.FixtureRequest) -> str:
+    """Where ``make_handler``'s handlers run kafka-python: every test using it runs with both."""
+    return str(request.param)
 
-    Every test that uses it runs twice: kafka-python in a sender process, and in a sender thread.
-    """
+
+@pytest.fixture
+def make_handler(sender: str) -> Iterator[Callable[..., LabelStudioCallbackHandler]]:
+    """Make handlers that are closed (without waiting) after the test, with ``sender`` unless the
+    test says otherwise (or gives its own ``producer=``, which only a thread can use)."""
     made: list[LabelStudioCallbackHandler] = []
 
     def make(**kwargs: object) -> LabelStudioCallbackHandler:
         if "producer" not in kwargs:
-            kwargs.setdefault("sender", request.param)
+            kwargs.setdefault("sender", sender)
         handler = LabelStudioCallbackHandler(**kwargs)  # type: ignore[arg-type]
         made.append(handler)
         return handler

@@ -6,6 +6,9 @@ The session broker of ``tests/harness.py`` is shared and must stay up; tests tha
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from dataclasses import dataclass
@@ -73,3 +76,14 @@ def read_events(bootstrap: str, topic: str, expected: int, timeout: float = READ
     finally:
         consumer.close()
     return [ReadEvent(key=r.key, headers=dict(r.headers), event=decode(r.value)) for r in records]
+
+
+def run_app(script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (dedented) as an app of its own: ``python -c``, output captured, never raising."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

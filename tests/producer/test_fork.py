@@ -8,12 +8,11 @@ second in that ``close`` before it could exec.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable
 
 import pytest
+
+from .support import run_app
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +21,7 @@ def test_a_fork_during_traffic_leaves_the_inherited_producer_alone(
     kafka_bootstrap: str, kafka_topic: Callable[..., str]
 ) -> None:
     topic = kafka_topic(1)
-    script = textwrap.dedent(
-        f"""
+    script = f"""
         import gc, os, subprocess, threading, time
         from langchain_core.language_models.fake import FakeListLLM
         from labelstudio_ingest.producer import LabelStudioCallbackHandler
@@ -52,10 +50,7 @@ def test_a_fork_during_traffic_leaves_the_inherited_producer_alone(
         assert handler.close(30), handler.stats
         print("published", handler.stats.published)
         """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
+    done = run_app(script)
     assert done.returncode == 0, done.stderr
     assert "published" in done.stdout
     assert "Exception ignored" not in done.stderr, done.stderr

@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,7 @@ from labelstudio_ingest.producer.transport import Record
 from tests.harness import wait_until
 
 from .fakes import FakeListLLM
-from .support import FAST_RECOVERY, read_events, unique_topic
+from .support import FAST_RECOVERY, read_events, run_app, unique_topic
 
 pytestmark = pytest.mark.integration
 
@@ -30,18 +27,9 @@ MakeBroker = Callable[[], embedded.Broker]
 
 
 @pytest.fixture
-def make_handler() -> Iterator[MakeHandler]:
-    """Make handlers closed after the test; here each test says which sender it is about."""
-    made: list[LabelStudioCallbackHandler] = []
-
-    def make(**kwargs: object) -> LabelStudioCallbackHandler:
-        handler = LabelStudioCallbackHandler(**kwargs)  # type: ignore[arg-type]
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.close(0)
+def sender() -> str:
+    """This module is about the sender process alone."""
+    return "process"
 
 
 def _calls(handler: LabelStudioCallbackHandler, count: int, prefix: str) -> None:
@@ -183,8 +171,7 @@ def test_a_dead_app_takes_its_sender_with_it_after_the_flush(
     kafka_bootstrap: str, kafka_topic: Callable[..., str]
 ) -> None:
     topic = kafka_topic(1)
-    script = textwrap.dedent(
-        f"""
+    script = f"""
         import os, signal, sys
         from langchain_core.language_models.fake import FakeListLLM
         from labelstudio_ingest.producer import LabelStudioCallbackHandler
@@ -198,10 +185,7 @@ def test_a_dead_app_takes_its_sender_with_it_after_the_flush(
         print(handler._transport.sender_pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # no exit hook, no close: the sender sees its pipe end
         """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
+    done = run_app(script)
     assert done.returncode == -signal.SIGKILL, done.stderr
     # the events were still lingering in the sender: it delivers them, then exits
     read = read_events(kafka_bootstrap, topic, 21)
@@ -219,8 +203,7 @@ def test_a_forked_child_publishes_through_a_sender_of_its_own(
     kafka_bootstrap: str, kafka_topic: Callable[..., str]
 ) -> None:
     topic = kafka_topic(1)
-    script = textwrap.dedent(
-        f"""
+    script = f"""
         import os
         from langchain_core.language_models.fake import FakeListLLM
         from labelstudio_ingest.producer import LabelStudioCallbackHandler
@@ -243,10 +226,7 @@ def test_a_forked_child_publishes_through_a_sender_of_its_own(
         assert os.waitstatus_to_exitcode(status) == 0, status
         assert handler.close(30) and handler.stats.published == 5, handler.stats
         """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
+    done = run_app(script)
     assert done.returncode == 0, done.stderr
     read = read_events(kafka_bootstrap, topic, 10)
     assert sorted(e.event.prompts[0] for e in read if e.event.kind == "prompt") == sorted(
@@ -258,8 +238,7 @@ def test_an_app_that_restored_sigpipe_survives_its_sender_dying(
     kafka_bootstrap: str, kafka_topic: Callable[..., str]
 ) -> None:
     topic = kafka_topic(1)
-    script = textwrap.dedent(
-        f"""
+    script = f"""
         import os, signal
         from langchain_core.language_models.fake import FakeListLLM
         from labelstudio_ingest.producer import LabelStudioCallbackHandler
@@ -276,9 +255,6 @@ def test_an_app_that_restored_sigpipe_survives_its_sender_dying(
         assert handler.flush(30), handler.stats
         print("alive", handler.stats.published + handler.stats.dropped)
         """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
+    done = run_app(script)
     assert done.returncode == 0, (done.returncode, done.stderr)
     assert "alive 201" in done.stdout
