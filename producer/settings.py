@@ -211,8 +211,8 @@ def resolve_sender(
 def _process_sender_problem(own_producer: bool, settings: Mapping[str, Any] | None) -> str | None:
     if not own_producer or settings is None:
         return "an existing producer= cannot be moved to another process"
-    if os.name != "posix":
-        return "sender processes need a POSIX system"
+    if os.name != "posix" or not hasattr(socket, "MSG_NOSIGNAL"):  # macOS has no MSG_NOSIGNAL
+        return "sender processes need Linux or another POSIX system with MSG_NOSIGNAL"
     if getattr(sys, "frozen", False) or not sys.executable:
         return "this program is not run by a Python interpreter it could start again"
     if not Path(sys.executable).name.lower().startswith(("python", "pypy")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -105,4 +106,8 @@ def test_a_sender_process_is_refused_where_it_cannot_work(monkeypatch: pytest.Mo
     with pytest.raises(ValueError, match="sender must be one of"):
         settings.resolve_sender("fork", own_producer=True, settings={})
     monkeypatch.setattr(sys, "executable", "/usr/bin/uwsgi")  # an embedding server, not Python
+    assert settings.resolve_sender(None, own_producer=True, settings={}) == "thread"
+    monkeypatch.undo()
+    monkeypatch.delenv(settings.ENV_SENDER, raising=False)
+    monkeypatch.delattr(socket, "MSG_NOSIGNAL")  # macOS: a dead sender would SIGPIPE the app
     assert settings.resolve_sender(None, own_producer=True, settings={}) == "thread"
