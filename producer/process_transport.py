@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
@@ -180,6 +181,8 @@ class SenderProcessTransport:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        # closed with the transport (never earlier: a late flush() may still write a wake-up to it)
+        self._wake_closer = weakref.finalize(self, _close_quietly, self._wake_r, self._wake_w)
         # the link thread alone
         self._proc: subprocess.Popen[bytes] | None = None
         self._status_fd: int | None = None
@@ -534,12 +537,17 @@ class SenderProcessTransport:
         for sock in (self._sock, self._starting_sock):
             if sock is not None:
                 sock.close()
-        for fd in (self._status_fd, self._wake_r, self._wake_w):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        if self._status_fd is not None:
+            _close_quietly(self._status_fd)
+        self._wake_closer()  # now, not at a later collection, when the numbers may be reused
         self._proc = None  # the parent's child, not ours to wait for
         self._init_state()
+
+
+def _close_quietly(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _sender_environment() -> dict[str, str]:

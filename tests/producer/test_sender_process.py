@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -258,3 +259,23 @@ def test_an_app_that_restored_sigpipe_survives_its_sender_dying(
     done = run_app(script)
     assert done.returncode == 0, (done.returncode, done.stderr)
     assert "alive 201" in done.stdout
+
+
+def test_closed_handlers_leave_no_descriptors_or_processes_behind(offline_bootstrap: str) -> None:
+    def descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = descriptors()
+    senders = []
+    for i in range(5):
+        handler = LabelStudioCallbackHandler(
+            bootstrap_servers=offline_bootstrap, topic=unique_topic(), producer_config={"client_id": f"c{i}"}
+        )
+        _calls(handler, 2, "short-lived")
+        senders.append(_sender_pid(handler))
+        assert handler.close(0) is False  # nobody listens: the two events are dropped (closed)
+        assert handler.stats.dropped_by_reason == {DropReason.CLOSED.value: 2}
+        del handler
+    gc.collect()
+    assert descriptors() == before
+    assert not any(_alive(pid) for pid in senders)
