@@ -240,7 +240,7 @@ def test_an_app_that_restored_sigpipe_survives_its_sender_dying(
 ) -> None:
     topic = kafka_topic(1)
     script = f"""
-        import os, signal
+        import os, signal, time
         from langchain_core.language_models.fake import FakeListLLM
         from labelstudio_ingest.producer import LabelStudioCallbackHandler
 
@@ -249,8 +249,16 @@ def test_an_app_that_restored_sigpipe_survives_its_sender_dying(
         llm = FakeListLLM(responses=["r"])
         llm.invoke("first", config={{"callbacks": [handler]}})
         assert handler.flush(30)
-        os.kill(handler._transport.sender_pid, signal.SIGKILL)
-        os.waitid(os.P_PID, handler._transport.sender_pid, os.WEXITED | os.WNOWAIT)
+        pid = handler._transport.sender_pid
+        os.kill(pid, signal.SIGKILL)
+        def dead(pid):  # its socket closed: a zombie, or already reaped by the link thread
+            try:
+                return open(f"/proc/{{pid}}/stat").read().split(")")[-1].split()[0] == "Z"
+            except FileNotFoundError:
+                return True
+
+        while not dead(pid):
+            time.sleep(0.005)
         for i in range(200):  # the first of these go to the dead sender's socket
             llm.invoke(f"after-{{i}}", config={{"callbacks": [handler]}})
         assert handler.flush(30), handler.stats
@@ -265,6 +273,7 @@ def test_closed_handlers_leave_no_descriptors_or_processes_behind(offline_bootst
     def descriptors() -> int:
         return len(os.listdir("/proc/self/fd"))
 
+    gc.collect()  # what earlier tests left for the collector is not this test's
     before = descriptors()
     senders = []
     for i in range(5):
