@@ -239,12 +239,10 @@ class Pipeline:
             pending = self._ledger.memory(item.partition).pending_project(item.run_id.bytes)
             if pending is not None:
                 uncertain.append(item)
-        if uncertain:
-            self._hold_recent(uncertain)  # before any marker of this batch: a retry sees the same state
-        for item in items:
-            pending = self._ledger.memory(item.partition).pending_project(item.run_id.bytes)
             if pending != project.id:
                 unmarked.setdefault(item.partition, []).append(item.run_id)
+        if uncertain:
+            self._hold_recent(uncertain)  # before any marker of this batch: a retry sees the same state
         for partition, run_ids in unmarked.items():
             self._ledger.mark_pending(partition, project.id, run_ids)
         self._outbox.flush()
