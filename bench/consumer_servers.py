@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from labelstudio_ingest.consumer.embedded import (
     find_label_studio,
@@ -25,7 +26,14 @@ from labelstudio_ingest.consumer.embedded import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["Servers", "free_port", "servers"]
+__all__ = ["Restartable", "Servers", "free_port", "servers"]
+
+
+class Restartable(Protocol):
+    """A Label Studio a benchmark may stop and start again (same port, same data)."""
+
+    def stop(self) -> None: ...
+    def start(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class Servers:
     bootstrap: str
     ls_url: str
     ls_api_key: str
+    label_studio: Restartable | None = None
+    """The Label Studio started here (the fault run stops and starts it); None for a running one."""
 
 
 @contextlib.contextmanager
@@ -49,10 +59,9 @@ def servers() -> Iterator[Servers]:
             stack.callback(broker.stop)
             bootstrap = broker.bootstrap
         ls_url, api_key = os.environ.get("LABEL_STUDIO_URL"), os.environ.get("LABEL_STUDIO_API_KEY")
-        if not (ls_url and api_key):
-            label_studio = start_label_studio(
-                workdir / "label-studio", executable=find_label_studio(REPO_ROOT)
-            )
-            stack.callback(label_studio.stop)
-            ls_url, api_key = label_studio.url, label_studio.api_key
-        yield Servers(bootstrap, ls_url.rstrip("/"), api_key)
+        if ls_url and api_key:
+            yield Servers(bootstrap, ls_url.rstrip("/"), api_key)
+            return
+        label_studio = start_label_studio(workdir / "label-studio", executable=find_label_studio(REPO_ROOT))
+        stack.callback(label_studio.stop)
+        yield Servers(bootstrap, label_studio.url.rstrip("/"), label_studio.api_key, label_studio)

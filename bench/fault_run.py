@@ -41,11 +41,11 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -53,6 +53,7 @@ from kafka.admin import NewTopic
 from label_studio_sdk import LabelStudio
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.consumer_servers import Restartable, Servers, servers
 from labelstudio_ingest.consumer.deadletter import H_REASON
 from labelstudio_ingest.consumer.embedded import free_port, wait_until
 from labelstudio_ingest.consumer.labelconfig import default_config
@@ -540,13 +541,6 @@ class Monitor:
 
 
 # --- faults ---------------------------------------------------------------------------------------
-class Outages(Protocol):
-    """A Label Studio this run may stop and start (same port, same data)."""
-
-    def stop(self) -> None: ...
-    def start(self) -> None: ...
-
-
 @dataclass
 class Fault:
     """One injected fault and what it cost."""
@@ -582,16 +576,6 @@ def fault_schedule(config: Config, rng: random.Random) -> list[Fault]:
 
 
 # --- the run --------------------------------------------------------------------------------------
-@dataclass
-class Servers:
-    """Where the run's broker and Label Studio answer; ``label_studio`` can stop/start when we own it."""
-
-    bootstrap: str
-    ls_url: str
-    ls_api_key: str
-    label_studio: Outages | None = None
-
-
 @dataclass
 class Result:
     """The figures and the problems of one run (``ok`` when there are none)."""
@@ -742,7 +726,7 @@ def inject(
     fault: Fault,
     *,
     replicas: list[Replica],
-    label_studio: Outages | None,
+    label_studio: Restartable | None,
     monitor: Monitor,
     rng: random.Random,
     config: Config,
@@ -907,32 +891,6 @@ def report(result: Result, log: Callable[[str], None] = print) -> None:
         log("OK: every run once in its project, no run twice, every bad record dead-lettered with its reason")
 
 
-@contextlib.contextmanager
-def own_servers() -> Iterator[Servers]:
-    """The bench's servers (``bench.consumer_servers``) plus the handle to stop/start Label Studio."""
-    from bench.consumer_servers import REPO_ROOT  # noqa: PLC0415
-    from labelstudio_ingest.consumer.embedded import (  # noqa: PLC0415
-        find_label_studio,
-        start_broker,
-        start_label_studio,
-    )
-
-    with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lsi-faults-servers-")))
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
-            broker = start_broker(workdir)
-            stack.callback(broker.stop)
-            bootstrap = broker.bootstrap
-        url, api_key = os.environ.get("LABEL_STUDIO_URL"), os.environ.get("LABEL_STUDIO_API_KEY")
-        if url and api_key:
-            yield Servers(bootstrap, url.rstrip("/"), api_key)
-            return
-        label_studio = start_label_studio(workdir / "label-studio", executable=find_label_studio(REPO_ROOT))
-        stack.callback(label_studio.stop)
-        yield Servers(bootstrap, label_studio.url, label_studio.api_key, label_studio)
-
-
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     parser = argparse.ArgumentParser(prog="python -m bench.fault_run", description=__doc__.split("\n")[0])
     defaults = Config()
@@ -962,7 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = args.keep_logs
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lsi-faults-")))
-        srv = stack.enter_context(own_servers())
+        srv = stack.enter_context(servers())
         result = run(config, srv, workdir)
     report(result)
     if args.json:
