@@ -24,6 +24,15 @@ def frame(message: tuple[Any, ...]) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
+def plain_data(value: Any) -> bool:
+    """Whether ``value`` can travel in a frame (strings, numbers, bytes, lists, dicts, ...)."""
+    try:
+        marshal.dumps(value)
+    except ValueError:
+        return False
+    return True
+
+
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte on a blocking descriptor."""
     view = memoryview(data)

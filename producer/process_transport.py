@@ -39,8 +39,9 @@ from typing import Any
 from labelstudio_ingest.producer.client import ABORT_JOIN_TIMEOUT
 from labelstudio_ingest.producer.logs import RateLimitedLog
 from labelstudio_ingest.producer.metrics import Counters, DropReason, ProducerStats, TopicCounts
-from labelstudio_ingest.producer.pipe import FrameReader, frame
+from labelstudio_ingest.producer.pipe import FrameReader, frame, plain_data
 from labelstudio_ingest.producer.sender_process import FORWARDED_LOGGERS
+from labelstudio_ingest.producer.settings import SETTINGS_NOT_PLAIN
 from labelstudio_ingest.producer.transport import (
     DEFAULT_EXIT_TIMEOUT,
     DEFAULT_MAX_BUFFERED_BYTES,
@@ -61,10 +62,6 @@ _REAP_TIMEOUT = 5.0
 _SHUTDOWN_GRACE = ABORT_JOIN_TIMEOUT + 2.0
 SEND_BUFFER = 1 << 20
 """Bytes asked for the socket's send buffer: a burst of events fits without waiting for the sender."""
-
-
-class SenderUnavailableError(ValueError):
-    """The sender process cannot be used with these settings (say ``sender="thread"``)."""
 
 
 class SenderCounters(Counters):
@@ -147,14 +144,9 @@ class SenderProcessTransport:
     ) -> None:
         if max_buffered_events < 1 or max_buffered_bytes < 1:
             raise ValueError("the buffer bounds must be positive")
+        if not plain_data(dict(settings)):
+            raise ValueError(f"{SETTINGS_NOT_PLAIN}; use sender='thread'")
         self._init_args = (dict(settings), max_buffered_events, max_buffered_bytes, exit_timeout)
-        try:
-            frame(self._init_args)
-        except ValueError:
-            raise SenderUnavailableError(
-                "producer settings hold Python objects (an ssl_context, a token provider, ...) that "
-                "cannot be sent to a sender process; use sender='thread'"
-            ) from None
         self.max_buffered_events = max_buffered_events
         self.max_buffered_bytes = max_buffered_bytes
         self.exit_timeout = exit_timeout

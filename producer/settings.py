@@ -8,7 +8,6 @@ can configure both sides.
 
 from __future__ import annotations
 
-import marshal
 import os
 import re
 import socket
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 from kafka import KafkaProducer
 
+from labelstudio_ingest.producer.pipe import plain_data
 from labelstudio_ingest.schemas import DEFAULT_TOPIC
 
 ENV_PROJECT_ID = "LABEL_STUDIO_PROJECT_ID"
@@ -27,6 +27,8 @@ ENV_TOPIC = "INGEST_TOPIC"
 ENV_SERVICE_NAMES = ("OTEL_SERVICE_NAME", "INGEST_SERVICE_NAME")
 ENV_SENDER = "INGEST_PRODUCER_SENDER"
 SENDERS = ("auto", "process", "thread")
+SETTINGS_NOT_PLAIN = "the producer settings hold Python objects (an ssl_context, a token provider, ...)"
+"""Why settings cannot go to a sender process: it receives them as plain data."""
 
 DEFAULT_BOOTSTRAP_SERVERS = "localhost:9092"
 
@@ -217,10 +219,8 @@ def _process_sender_problem(own_producer: bool, settings: Mapping[str, Any] | No
         return "this program is not run by a Python interpreter it could start again"
     if not Path(sys.executable).name.lower().startswith(("python", "pypy")):
         return f"{sys.executable} does not look like a Python interpreter"
-    try:
-        marshal.dumps(dict(settings))
-    except ValueError:
-        return "the producer settings hold Python objects (an ssl_context, a token provider, ...)"
+    if not plain_data(dict(settings)):
+        return SETTINGS_NOT_PLAIN
     return None
 
 
