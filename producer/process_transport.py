@@ -202,19 +202,7 @@ class SenderProcessTransport:
             else:
                 self._submitted += 1
                 self.counters.submitted(record.topic)
-                if self._thread is None:
-                    self._start_link()
-                if self._sock is not None and not self._backlog and self._partial is None:
-                    written = self._write(data)
-                    if written:
-                        self._written[record.topic] += 1
-                        if written < len(data):
-                            self._partial = memoryview(data)[written:]
-                            self._wake()
-                        return True
-                self._backlog.append((data, record.topic, size))
-                self._backlog_bytes += size
-                self._wake()
+                self._send_in_order(data, record.topic, size)
                 return True
         reject(self.counters, self._log, record, reason, waiting=self._submitted - self.counters.finished)
         return False
@@ -282,20 +270,26 @@ class SenderProcessTransport:
         with self._lock:
             if closing:
                 self._close_queued = True
-            if self._thread is None:
-                self._start_link()
-            if self._sock is not None and not self._backlog and self._partial is None:
-                written = self._write(data)
-                if written == len(data):
-                    if closing:
-                        self._wake()
-                    return
-                if written:
+            self._send_in_order(data, None, 0)
+        if closing:
+            self._wake()  # the link thread closes the sender's input once all is sent
+
+    def _send_in_order(self, data: bytes, topic: str | None, size: int) -> None:
+        """Send what the socket takes now, or queue it behind what already waits (lock held)."""
+        if self._thread is None:
+            self._start_link()
+        if self._sock is not None and not self._backlog and self._partial is None:
+            written = self._write(data)
+            if written:
+                if topic is not None:
+                    self._written[topic] += 1
+                if written < len(data):
                     self._partial = memoryview(data)[written:]
                     self._wake()
-                    return
-            self._backlog.append((data, None, 0))
-            self._wake()
+                return
+        self._backlog.append((data, topic, size))
+        self._backlog_bytes += size
+        self._wake()
 
     def _write(self, data: bytes | memoryview) -> int:
         """Send what the socket takes now, without waiting (0 when full, or when the sender is gone).
