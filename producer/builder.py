@@ -1,10 +1,18 @@
-"""LangChain callback arguments → contract events (:class:`PromptEvent` / :class:`ChatEvent`).
+"""LangChain callback arguments → contract events, built as plain data on the app's thread.
 
 The start of a run is captured as a :class:`RunStart` (inputs converted right away, since the app may
-mutate its message lists afterwards); its end or error turns it into one event. Every text that leaves
-the process passes through the optional ``redact`` hook: prompts, message contents, generations,
-tool-call arguments, error messages, tags, and the string values of metadata, invocation parameters
-and generation info (not keys, model names, or the Label Studio target).
+mutate its message lists afterwards); its end or error turns it into one event: a :data:`WireEvent`,
+the fields of the contract's ``PromptEvent`` / ``ChatEvent`` as dicts and lists, which
+:func:`~labelstudio_ingest.schemas.encode_plain` writes as the very bytes the validated models would
+give. Building the models would validate again what this module shaped itself, and cost the app's
+thread about a third more per run (docs/PERFORMANCE.md); the rules the models check that LangChain's
+arguments could break (one list of generations per input, at least one input, no empty
+conversation) are checked here, and the tests hold every shape the builder makes to the contract,
+byte for byte.
+
+Every text that leaves the process passes through the optional ``redact`` hook: prompts, message
+contents, generations, tool-call arguments, error messages, tags, and the string values of metadata,
+invocation parameters and generation info (not keys, model names, or the Label Studio target).
 """
 
 from __future__ import annotations
@@ -19,26 +27,18 @@ from enum import Enum
 from typing import Any, Literal
 from uuid import UUID
 
-from langchain_core.messages import BaseMessage, ChatMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from pydantic import BaseModel, JsonValue
 
-from labelstudio_ingest.schemas import (
-    SCHEMA_VERSION,
-    ChatEvent,
-    Generation,
-    Message,
-    PromptEvent,
-    Role,
-    RunError,
-    Source,
-    Target,
-    TokenUsage,
-    ToolCall,
-)
+from labelstudio_ingest.schemas import SCHEMA_VERSION, Role, generations_problem
 
 Redact = Callable[[str], str]
 Kind = Literal["prompt", "chat"]
+WireObject = dict[str, Any]
+"""A part of the contract as plain data: a model's fields in their order, ``None`` ones left out."""
+WireEvent = WireObject
+"""A whole event as plain data, ready for :func:`~labelstudio_ingest.schemas.encode_plain`."""
 
 _MAX_JSON_DEPTH = 32
 _MAX_REPR_CHARS = 1_000
@@ -67,8 +67,8 @@ class RunStart:
     kind: Kind
     prompts: list[str]
     """The prompts of a prompt run (empty for a chat run)."""
-    conversations: list[list[Message]]
-    """The conversations of a chat run (empty for a prompt run)."""
+    conversations: list[list[WireObject]]
+    """The conversations of a chat run, as contract messages (empty for a prompt run)."""
     parent_run_id: UUID | None
     tags: list[str]
     metadata: dict[str, JsonValue]
@@ -126,9 +126,11 @@ def start_chat_run(
 class EventContext:
     """What every event of one handler shares."""
 
-    target_for: Callable[[datetime], Target]
-    """The run's target; called with the run's start time (the project name is formatted per run)."""
-    source: Source
+    target_for: Callable[[datetime], WireObject]
+    """The run's :class:`~labelstudio_ingest.schemas.Target` as plain data; called with the run's
+    start time (the project name is formatted per run)."""
+    source: WireObject
+    """The handler's :class:`~labelstudio_ingest.schemas.Source` as plain data."""
     redact: Redact | None = None
 
 
@@ -139,43 +141,71 @@ def build_event(
     *,
     response: LLMResult | None = None,
     error: BaseException | None = None,
-) -> PromptEvent | ChatEvent:
+) -> WireEvent:
     """The event of a finished run: its ``response`` on success, its ``error`` (and any partial
     ``response``) on failure.
 
     Raises:
-        Exception: whatever the redact hook raises, or a pydantic ``ValidationError`` for a run that
-            cannot be expressed in the contract (e.g. a response without generations).
+        Exception: whatever the redact hook raises, or a ``ValueError`` for a run the contract
+            cannot express (no input, an empty conversation, a response without one list of
+            generations per input).
     """
     ended_at = datetime.now(UTC)
     latency_ms = max((time.perf_counter() - start.started) * 1000.0, 0.0)
     redact = context.redact or _identity
+    inputs = start.inputs_count
     generations = to_generations(response, redact) if response is not None else []
-    if error is not None and len(generations) != start.inputs_count:
+    if error is not None and len(generations) != inputs:
         generations = []  # a partial answer that does not line up with the inputs is not kept
-    common: dict[str, Any] = {
+    _check_shape(start, len(generations), failed=error is not None)
+    event: WireEvent = {
         "schema_version": SCHEMA_VERSION,
         "event_id": new_event_id(),
-        "run_id": run_id,
-        "parent_run_id": start.parent_run_id,
-        "event_time": ended_at,
-        "generations": generations,
-        "model_name": model_name(response, start.invocation_params, start.metadata),
-        "invocation_params": redact_json(start.invocation_params, redact),
-        "token_usage": token_usage(response) if response is not None else None,
-        "started_at": start.started_at,
-        "ended_at": ended_at,
-        "latency_ms": latency_ms,
-        "tags": [redact(tag) for tag in start.tags] if context.redact else start.tags,
-        "metadata": redact_json(start.metadata, redact),
-        "source": context.source,
-        "error": RunError(type=type(error).__name__, message=redact(str(error))) if error else None,
-        "target": context.target_for(start.started_at),
+        "run_id": _uuid(run_id),
     }
+    if start.parent_run_id is not None:
+        event["parent_run_id"] = _uuid(start.parent_run_id)
+    event["event_time"] = ended_at
+    event["generations"] = generations
+    name = model_name(response, start.invocation_params, start.metadata)
+    if name is not None:
+        event["model_name"] = name
+    event["invocation_params"] = redact_json(start.invocation_params, redact)
+    usage = token_usage(response) if response is not None else None
+    if usage is not None:
+        event["token_usage"] = usage
+    event["started_at"] = start.started_at
+    event["ended_at"] = ended_at
+    event["latency_ms"] = latency_ms
+    event["tags"] = [redact(tag) for tag in start.tags] if context.redact else start.tags
+    event["metadata"] = redact_json(start.metadata, redact)
+    event["source"] = context.source
+    if error is not None:
+        event["error"] = {"type": type(error).__name__, "message": redact(str(error))}
+    event["target"] = context.target_for(start.started_at)
+    event["kind"] = start.kind
     if start.kind == "prompt":
-        return PromptEvent(kind="prompt", prompts=[redact(p) for p in start.prompts], **common)
-    conversations = [[redact_message(m, redact) for m in conv] for conv in start.conversations]
-    return ChatEvent(kind="chat", messages=conversations, **common)
+        event["prompts"] = [redact(p) for p in start.prompts] if context.redact else start.prompts
+    else:
+        event["messages"] = [[redact_message(m, redact) for m in conv] for conv in start.conversations]
+    return event
+
+
+def _check_shape(start: RunStart, generation_lists: int, *, failed: bool) -> None:
+    """The contract's rules on a run's shape that LangChain's arguments could break."""
+    if start.inputs_count == 0:
+        raise ValueError(f"a {start.kind} run needs at least one input; this one has none")
+    for i, conversation in enumerate(start.conversations):
+        if not conversation:
+            raise ValueError(f"conversation {i} of the run has no messages")
+    problem = generations_problem(generation_lists, start.inputs_count, failed=failed)
+    if problem:
+        raise ValueError(problem)
+
+
+def _uuid(value: UUID | str) -> UUID:
+    """A run id as a UUID (LangChain passes UUIDs; a hand-made call may pass their text)."""
+    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 def new_event_id() -> UUID:
@@ -199,53 +229,51 @@ def role_of(message: BaseMessage) -> Role:
     return _ROLE_BY_TYPE.get(kind, Role.USER)
 
 
-def to_message(message: BaseMessage) -> Message:
-    """A LangChain message in the contract's shape, with its tool calls or the call it answers."""
-    tool_calls = [
-        ToolCall(name=call["name"], args=json_object(call.get("args")), id=call.get("id"))
-        for call in getattr(message, "tool_calls", None) or ()
-    ]
-    return Message(
-        role=role_of(message),
-        content=str(message.text),
-        name=message.name,
-        tool_calls=tool_calls,
-        tool_call_id=message.tool_call_id if isinstance(message, ToolMessage) else None,
+def to_message(message: BaseMessage) -> WireObject:
+    """A LangChain message as a contract :class:`~labelstudio_ingest.schemas.Message`, with its
+    tool calls or the call it answers."""
+    out: WireObject = {"role": role_of(message).value, "content": str(message.text)}
+    if message.name is not None:
+        out["name"] = str(message.name)
+    out["tool_calls"] = (
+        [to_tool_call(call) for call in message.tool_calls] if isinstance(message, AIMessage) else []
     )
+    if isinstance(message, ToolMessage):
+        out["tool_call_id"] = str(message.tool_call_id)
+    return out
 
 
-def redact_message(message: Message, redact: Redact) -> Message:
+def to_tool_call(call: Mapping[str, Any]) -> WireObject:
+    """A LangChain tool call as a contract :class:`~labelstudio_ingest.schemas.ToolCall`."""
+    out: WireObject = {"name": str(call["name"]), "args": json_object(call.get("args"))}
+    if call.get("id") is not None:
+        out["id"] = str(call["id"])
+    return out
+
+
+def redact_message(message: WireObject, redact: Redact) -> WireObject:
     """The message with its content and tool-call arguments redacted."""
     if redact is _identity:
         return message
-    return message.model_copy(
-        update={
-            "content": redact(message.content),
-            "tool_calls": [
-                call.model_copy(update={"args": redact_json(call.args, redact)})
-                for call in message.tool_calls
-            ],
-        }
-    )
+    return {
+        **message,
+        "content": redact(message["content"]),
+        "tool_calls": [{**call, "args": redact_json(call["args"], redact)} for call in message["tool_calls"]],
+    }
 
 
-def to_generations(response: LLMResult, redact: Redact = _identity) -> list[list[Generation]]:
-    """One list of generations per input; chat generations keep their assistant message."""
-    out: list[list[Generation]] = []
+def to_generations(response: LLMResult, redact: Redact = _identity) -> list[list[WireObject]]:
+    """One list of contract generations per input; chat generations keep their assistant message."""
+    out: list[list[WireObject]] = []
     for per_input in response.generations:
-        generations: list[Generation] = []
+        generations: list[WireObject] = []
         for generation in per_input:
-            message = None
+            item: WireObject = {"text": redact(str(generation.text))}
             if isinstance(generation, ChatGeneration):
-                message = redact_message(to_message(generation.message), redact)
-            info = json_object(generation.generation_info) if generation.generation_info else None
-            generations.append(
-                Generation(
-                    text=redact(str(generation.text)),
-                    message=message,
-                    generation_info=redact_json(info, redact) if info else None,
-                )
-            )
+                item["message"] = redact_message(to_message(generation.message), redact)
+            if generation.generation_info:
+                item["generation_info"] = redact_json(json_object(generation.generation_info), redact)
+            generations.append(item)
         out.append(generations)
     return out
 
@@ -253,8 +281,9 @@ def to_generations(response: LLMResult, redact: Redact = _identity) -> list[list
 # -- usage and model name -----------------------------------------------------------------------------
 
 
-def token_usage(response: LLMResult) -> TokenUsage | None:
-    """Token counts: summed ``usage_metadata`` of chat messages, else ``llm_output["token_usage"]``."""
+def token_usage(response: LLMResult) -> WireObject | None:
+    """Token counts as a contract :class:`~labelstudio_ingest.schemas.TokenUsage`: summed
+    ``usage_metadata`` of chat messages, else ``llm_output["token_usage"]``; None when unknown."""
     totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     found = False
     for per_input in response.generations:
@@ -267,19 +296,18 @@ def token_usage(response: LLMResult) -> TokenUsage | None:
                 totals["completion_tokens"] += _count(usage.get("output_tokens"))
                 totals["total_tokens"] += _count(usage.get("total_tokens"))
     if found:
-        return TokenUsage(**totals)
+        return dict(totals)
     llm_output = response.llm_output or {}
     reported = llm_output.get("token_usage") or llm_output.get("usage")
     if not isinstance(reported, Mapping):
         return None
-    usage = TokenUsage(
-        prompt_tokens=_count_or_none(reported.get("prompt_tokens", reported.get("input_tokens"))),
-        completion_tokens=_count_or_none(reported.get("completion_tokens", reported.get("output_tokens"))),
-        total_tokens=_count_or_none(reported.get("total_tokens")),
-    )
-    if usage.total_tokens is None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
-        usage = usage.model_copy(update={"total_tokens": usage.prompt_tokens + usage.completion_tokens})
-    return usage if usage != TokenUsage() else None
+    prompt = _count_or_none(reported.get("prompt_tokens", reported.get("input_tokens")))
+    completion = _count_or_none(reported.get("completion_tokens", reported.get("output_tokens")))
+    total = _count_or_none(reported.get("total_tokens"))
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+    counts = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    return {key: count for key, count in counts.items() if count is not None} or None
 
 
 def model_name(

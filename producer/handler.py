@@ -20,6 +20,8 @@ from labelstudio_ingest.producer.builder import (
     EventContext,
     Kind,
     RunStart,
+    WireEvent,
+    WireObject,
     build_event,
     start_chat_run,
     start_prompt_run,
@@ -36,20 +38,20 @@ from labelstudio_ingest.producer.transport import (
 from labelstudio_ingest.schemas import (
     DEFAULT_LIMITS,
     DEFAULT_PROJECT_NAME,
-    ChatEvent,
+    SCHEMA_VERSION,
     Limits,
     Mode,
-    PromptEvent,
     Source,
     Target,
-    encode,
-    event_headers,
-    event_key,
+    encode_plain,
+    run_key,
+    version_headers,
 )
 
 logger = logging.getLogger(__name__)
 
 _TARGET_CACHE_SIZE = 64
+_HEADERS = version_headers(SCHEMA_VERSION)
 
 
 class _Removed(Enum):
@@ -131,7 +133,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 raise TypeError(_MOVED_TO_CONSUMER.format(name=name))
         super().__init__()
         self._runs: dict[UUID, RunStart] = {}
-        self._targets: dict[str, Target] = {}
+        self._targets: dict[str, WireObject] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -152,7 +154,9 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
             raise ValueError("give either producer= or bootstrap_servers=/producer_config=, not both")
         self._context = EventContext(
             target_for=self._target_for,
-            source=Source(service=env.service_name(), host=env.host_name()),
+            source=Source(service=env.service_name(), host=env.host_name()).model_dump(
+                mode="json", exclude_none=True
+            ),
             redact=_checked(redact) if redact is not None else None,
         )
         producer_settings = (
@@ -321,25 +325,25 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 )
                 return
             event = build_event(start, run_id, self._context, response=response, error=error)
-            self._publish(event)
+            self._publish(run_id, event)
         except Exception:
             self._drop(DropReason.INVALID)
             self._callback_failed(callback)
 
-    def _publish(self, event: PromptEvent | ChatEvent) -> None:
-        value = encode(event)
+    def _publish(self, run_id: UUID, event: WireEvent) -> None:
+        value = encode_plain(event)
         if len(value) > self.max_value_bytes:
             self._drop(DropReason.OVERSIZED)
             self._log.warning(
                 "oversized",
                 "Label Studio ingest: the event of run %s is %d bytes, over the %d-byte limit "
                 "(max_event_bytes, or the producer's max_request_size less record overhead); dropped",
-                event.run_id,
+                run_id,
                 len(value),
                 self.max_value_bytes,
             )
             return
-        record = Record(topic=self.topic, key=event_key(event), value=value, headers=event_headers(event))
+        record = Record(topic=self.topic, key=run_key(run_id), value=value, headers=_HEADERS)
         self._transport.submit(record)
 
     def _drop(self, reason: DropReason) -> None:
@@ -371,7 +375,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
             kind,
         )
 
-    def _target_for(self, started_at: datetime) -> Target:
+    def _target_for(self, started_at: datetime) -> WireObject:
         name = started_at.astimezone().strftime(self.project_name)
         target = self._targets.get(name)
         if target is None:
@@ -380,7 +384,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 project_name=name,
                 project_config=self.project_config,
                 mode=self.mode,
-            )
+            ).model_dump(mode="json", exclude_none=True)
             if len(self._targets) >= _TARGET_CACHE_SIZE:
                 self._targets.clear()
             self._targets[name] = target

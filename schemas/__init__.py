@@ -22,6 +22,7 @@ from labelstudio_ingest.schemas.events import (
     Target,
     TokenUsage,
     ToolCall,
+    generations_problem,
 )
 from labelstudio_ingest.schemas.feedback import (
     DEFAULT_FEEDBACK_TOPIC,
@@ -42,8 +43,11 @@ from labelstudio_ingest.schemas.wire import (
     EventDecodeError,
     decode,
     encode,
+    encode_plain,
     event_headers,
     event_key,
+    run_key,
+    version_headers,
 )
 
 __all__ = [
@@ -77,10 +81,14 @@ __all__ = [
     "decode_feedback",
     "encode",
     "encode_feedback",
+    "encode_plain",
     "event_headers",
     "event_key",
     "feedback_event_id",
     "feedback_headers",
     "feedback_key",
+    "generations_problem",
     "limit_violations",
+    "run_key",
+    "version_headers",
 ]

@@ -130,6 +130,21 @@ class Target(_Model):
         return self
 
 
+def generations_problem(lists: int, inputs: int, *, failed: bool) -> str | None:
+    """What is wrong with a run's ``lists`` lists of generations for its ``inputs`` inputs, if anything.
+
+    The contract's rule, shared with producers that build events as plain data.
+    """
+    if lists and lists != inputs:
+        return (
+            f"generations has {lists} lists but the run has {inputs} inputs; "
+            "give one list of generations per input"
+        )
+    if not lists and not failed:
+        return "a run without an error must carry its generations"
+    return None
+
+
 class _EventBase(_Model):
     schema_version: int = Field(description="Major version of this contract; readers refuse unknown ones.")
     event_id: UUID = Field(description="Unique per published event (a retry of the same publish keeps it).")
@@ -167,14 +182,9 @@ class _EventBase(_Model):
 
     @model_validator(mode="after")
     def _generations_match_inputs(self) -> Self:
-        n = self.inputs_count
-        if self.generations and len(self.generations) != n:
-            raise ValueError(
-                f"generations has {len(self.generations)} lists but the run has {n} inputs; "
-                "give one list of generations per input"
-            )
-        if not self.generations and self.error is None:
-            raise ValueError("a run without an error must carry its generations")
+        problem = generations_problem(len(self.generations), self.inputs_count, failed=self.error is not None)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

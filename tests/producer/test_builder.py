@@ -24,6 +24,7 @@ from pydantic import BaseModel, SecretStr
 
 from labelstudio_ingest.producer.builder import (
     EventContext,
+    WireEvent,
     build_event,
     model_name,
     role_of,
@@ -32,9 +33,23 @@ from labelstudio_ingest.producer.builder import (
     to_json,
     token_usage,
 )
-from labelstudio_ingest.schemas import ChatEvent, PromptEvent, Role, Source, Target, decode, encode
+from labelstudio_ingest.schemas import (
+    ChatEvent,
+    PromptEvent,
+    Role,
+    Source,
+    Target,
+    decode,
+    encode,
+    encode_plain,
+)
+from labelstudio_ingest.schemas.events import INTERACTION_EVENT_ADAPTER
 
-CONTEXT = EventContext(target_for=lambda _: Target(project_name="p"), source=Source(service="svc", host="h"))
+TARGET = Target(project_name="p").model_dump(mode="json", exclude_none=True)
+CONTEXT = EventContext(
+    target_for=lambda _: TARGET,
+    source=Source(service="svc", host="h").model_dump(mode="json", exclude_none=True),
+)
 
 
 def _prompt_start(prompts: list[str], **kwargs: Any) -> Any:
@@ -57,8 +72,12 @@ def _chat_start(conversations: list[list[BaseMessage]], **kwargs: Any) -> Any:
     )
 
 
-def _roundtrip(event: PromptEvent | ChatEvent) -> PromptEvent | ChatEvent:
-    return decode(encode(event))
+def _roundtrip(event: WireEvent) -> PromptEvent | ChatEvent:
+    """The event as the consumer reads it, after holding the builder's plain data to the contract:
+    it validates, and it encodes to the very bytes of the validated model."""
+    data = encode_plain(event)
+    assert data == encode(INTERACTION_EVENT_ADAPTER.validate_python(event))
+    return decode(data)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +186,8 @@ def test_failed_run_carries_its_error_and_only_matching_partial_generations() ->
     assert [g.text for g in with_partial.generations[0]] == ["half an ans"]
 
     mismatched = LLMResult(generations=[])
-    assert build_event(start, uuid4(), CONTEXT, response=mismatched, error=error).generations == []
+    dropped = _roundtrip(build_event(start, uuid4(), CONTEXT, response=mismatched, error=error))
+    assert dropped.generations == []
 
 
 def test_redact_reaches_every_text() -> None:
@@ -191,12 +211,14 @@ def test_redact_reaches_every_text() -> None:
         invocation_params={"user": secret},
     )
     response.generations[0][0].generation_info = {"echo": secret}
-    chat = build_event(start, uuid4(), context, response=response)
-    failed = build_event(_prompt_start([secret]), uuid4(), context, error=RuntimeError(secret))
+    chat = encode(_roundtrip(build_event(start, uuid4(), context, response=response))).decode()
+    failed = encode(
+        _roundtrip(build_event(_prompt_start([secret]), uuid4(), context, error=RuntimeError(secret)))
+    ).decode()
 
-    assert secret not in encode(chat).decode()
-    assert secret not in encode(failed).decode()
-    assert "<email>" in encode(chat).decode()
+    assert secret not in chat
+    assert secret not in failed
+    assert "<email>" in chat
 
 
 def test_model_name_prefers_the_response_then_the_request_then_metadata() -> None:
@@ -212,9 +234,7 @@ def test_token_usage_absent_or_partial() -> None:
     usage = token_usage(
         LLMResult(generations=[[Generation(text="x")]], llm_output={"usage": {"input_tokens": 2}})
     )
-    assert usage is not None
-    assert usage.prompt_tokens == 2
-    assert usage.total_tokens is None
+    assert usage == {"prompt_tokens": 2}
 
 
 class _Color(Enum):
@@ -257,4 +277,50 @@ def test_invocation_params_and_metadata_are_made_json_safe() -> None:
 
     start = _prompt_start(["p"], metadata=value, invocation_params=value)
     event = build_event(start, uuid4(), CONTEXT, response=LLMResult(generations=[[Generation(text="x")]]))
-    assert decode(encode(event)).metadata["enum"] == "red"
+    assert _roundtrip(event).metadata["enum"] == "red"
+
+
+def test_every_optional_part_encodes_as_the_contract_model_would() -> None:
+    conversation: list[BaseMessage] = [
+        SystemMessage("rules", name="policy"),
+        HumanMessage("hi", name="alice"),
+        AIMessage("", tool_calls=[{"name": "look", "args": {"q": [1, 2.5, None, True]}, "id": None}]),
+        ToolMessage("found", tool_call_id="c", name="look"),
+        FunctionMessage(name="f", content="r"),
+        ChatMessage(role="developer", content="d"),
+    ]
+    start = start_chat_run(
+        [conversation, [HumanMessage("second")]],
+        parent_run_id=uuid4(),
+        tags=["a", "b"],
+        metadata={"none": None, "nested": {"x": [None, {"y": "z"}]}},
+        invocation_params={"temperature": 0.0, "stop": None},
+    )
+    answer = ChatGeneration(message=AIMessage("ok", name="bot"), generation_info={"finish_reason": "stop"})
+    response = LLMResult(generations=[[answer], [ChatGeneration(message=AIMessage("two"))]])
+
+    event = _roundtrip(build_event(start, str(uuid4()), CONTEXT, response=response, error=TimeoutError()))  # type: ignore[arg-type]
+
+    assert isinstance(event, ChatEvent)
+    assert event.parent_run_id == start.parent_run_id
+    assert event.error is not None
+    assert event.error.type == "TimeoutError"
+    assert [m.name for m in event.messages[0]] == ["policy", "alice", None, "look", "f", None]
+    assert event.generations[0][0].generation_info == {"finish_reason": "stop"}
+    assert event.metadata == {"none": None, "nested": {"x": [None, {"y": "z"}]}}
+
+
+@pytest.mark.parametrize(
+    ("start", "response", "problem"),
+    [
+        (_prompt_start([]), LLMResult(generations=[]), "needs at least one input"),
+        (_chat_start([[]]), LLMResult(generations=[[Generation(text="x")]]), "conversation 0 .* no messages"),
+        (_prompt_start(["a", "b"]), LLMResult(generations=[[Generation(text="x")]]), "generations has 1"),
+        (_prompt_start(["a"]), LLMResult(generations=[]), "must carry its generations"),
+    ],
+)
+def test_runs_the_contract_cannot_express_raise_with_the_reason(
+    start: Any, response: LLMResult, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        build_event(start, uuid4(), CONTEXT, response=response)

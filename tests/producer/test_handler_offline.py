@@ -60,8 +60,7 @@ def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch, make_hand
 def test_project_name_is_formatted_with_each_runs_date(make_handler: MakeHandler) -> None:
     handler = make_handler(project_name="Daily-%Y-%m-%d", project_config="<View/>", mode="chat")
     target = handler._target_for(datetime(2024, 2, 29, 12, tzinfo=UTC))
-    assert target.project_name == "Daily-2024-02-29"
-    assert (target.project_config, target.mode, target.project_id) == ("<View/>", "chat", None)
+    assert target == {"project_name": "Daily-2024-02-29", "project_config": "<View/>", "mode": "chat"}
 
 
 def test_the_old_handlers_mode_enum_is_accepted(make_handler: MakeHandler) -> None:
@@ -192,6 +191,30 @@ def test_a_failing_redact_hook_drops_the_event_instead_of_leaking_it(
     assert handler.stats.buffered == 0
     assert handler.stats.dropped_by_reason == {DropReason.INVALID.value: 1}
     assert handler.pending_runs == 0
+
+
+@pytest.mark.parametrize(
+    ("prompts", "reason"),
+    [
+        (["a", "b"], "generations has 1 lists but the run has 2 inputs"),  # one answer for two prompts
+        (["\ud800"], "surrogates not allowed"),  # not text JSON can carry
+    ],
+)
+def test_runs_the_contract_cannot_carry_are_dropped_and_said(
+    offline_bootstrap: str,
+    make_handler: MakeHandler,
+    caplog: pytest.LogCaptureFixture,
+    prompts: list[str],
+    reason: str,
+) -> None:
+    handler = make_handler(bootstrap_servers=offline_bootstrap, producer_config=OFFLINE)
+    run_id = uuid4()
+    with caplog.at_level(logging.WARNING, logger="labelstudio_ingest.producer"):
+        handler.on_llm_start({}, prompts, run_id=run_id)
+        handler.on_llm_end(LLMResult(generations=[[Generation(text="x")]]), run_id=run_id)
+    assert handler.stats.dropped_by_reason == {DropReason.INVALID.value: 1}
+    assert handler.pending_runs == 0
+    assert [reason in str(r.exc_info[1]) for r in caplog.records if r.exc_info] == [True]
 
 
 def test_an_oversized_event_is_dropped_and_counted(offline_bootstrap: str, make_handler: MakeHandler) -> None:
