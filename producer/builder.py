@@ -4,11 +4,11 @@ The start of a run is captured as a :class:`RunStart` (inputs converted right aw
 mutate its message lists afterwards); its end or error turns it into one event: a :data:`WireEvent`,
 the fields of the contract's ``PromptEvent`` / ``ChatEvent`` as dicts and lists, which
 :func:`~labelstudio_ingest.schemas.encode_plain` writes as the very bytes the validated models would
-give. Building the models would validate again what this module shaped itself, and cost the app's
-thread about a third more per run (docs/PERFORMANCE.md); the rules the models check that LangChain's
-arguments could break (one list of generations per input, at least one input, no empty
-conversation) are checked here, and the tests hold every shape the builder makes to the contract,
-byte for byte.
+give. Building the models would validate again what this module shaped itself: that was about
+half of the handler's time on the app's thread (docs/PERFORMANCE.md). The rules the models check
+that LangChain's arguments could break (one list of generations per input, at least one input, no
+empty conversation) are checked here, and the tests hold every shape the builder makes to the
+contract, byte for byte.
 
 Every text that leaves the process passes through the optional ``redact`` hook: prompts, message
 contents, generations, tool-call arguments, error messages, tags, and the string values of metadata,

@@ -325,12 +325,13 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 )
                 return
             event = build_event(start, run_id, self._context, response=response, error=error)
-            self._publish(run_id, event)
+            self._publish(event)
         except Exception:
             self._drop(DropReason.INVALID)
             self._callback_failed(callback)
 
-    def _publish(self, run_id: UUID, event: WireEvent) -> None:
+    def _publish(self, event: WireEvent) -> None:
+        run_id: UUID = event["run_id"]
         value = encode_plain(event)
         if len(value) > self.max_value_bytes:
             self._drop(DropReason.OVERSIZED)
