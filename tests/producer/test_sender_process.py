@@ -6,7 +6,6 @@ import gc
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,10 +193,7 @@ def test_a_dead_app_takes_its_sender_with_it_after_the_flush(
         [f"orphan-{i}" for i in range(20)] + ["orphan-first"]
     )
     pid = int(done.stdout.strip())
-    deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(pid), "the sender outlived its app"
+    wait_until(lambda: not _alive(pid), 30, message="the sender outlived its app")
 
 
 def test_a_forked_child_publishes_through_a_sender_of_its_own(
