@@ -164,10 +164,22 @@ def stylesheet_problems(css: str) -> list[str]:
 
 
 def declarations_problems(css: str) -> list[str]:
-    """What is wrong with a ``style`` attribute's declarations (empty when they are allowed)."""
+    """What is wrong with a ``style`` attribute's declarations (empty when they are allowed).
+
+    Label Studio does not parse these as CSS: it splits them at every ``;`` and each part at its
+    first ``:`` (``cssConverter`` in its front end), even inside strings, so
+    ``font-family: 'a;background:url(x)'`` sets ``background``. Both readings must pass.
+    """
     if "\\" in css:
         return ["CSS escapes ('\\') are not allowed"]
-    return list(_declarations_problems(tinycss2.parse_component_value_list(css, skip_comments=True)))
+    problems = list(_declarations_problems(tinycss2.parse_component_value_list(css, skip_comments=True)))
+    for part in css.split(";"):
+        name, colon, value = part.partition(":")
+        if colon and name.replace(" ", ""):
+            declaration = f"{name.replace(' ', '')}: {value}"
+            tokens = tinycss2.parse_component_value_list(declaration, skip_comments=True)
+            problems.extend(p for p in _declarations_problems(tokens) if p not in problems)
+    return problems
 
 
 def _declarations_problems(content: list[Any] | None) -> Iterator[str]:

@@ -37,9 +37,10 @@ MAX_PROBLEMS = 5
 
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
 _CDATA = re.compile(r"<!\[CDATA\[", re.IGNORECASE)
-_STYLE_COMMENT = re.compile(r"[\w\s.,'!?-]*")
+_STYLE_COMMENT = re.compile(r"[\w\s.,!?-]*")
 """What a comment inside ``<Style>`` may hold: Label Studio passes it into the page's CSS, where
-``<!--`` and ``-->`` are inert but the words between them are CSS (a hidden rule, a ``url(``)."""
+``<!--`` and ``-->`` are inert but the words between them are CSS (a hidden rule, a ``url(``, or a
+quote that moves string boundaries so that text we saw inside a string is outside it there)."""
 
 
 class UnsafeLabelConfigError(LabelConfigError):

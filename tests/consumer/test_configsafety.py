@@ -49,6 +49,7 @@ HARMLESS = [
     pytest.param(_view('<Header value="Q: $prompt"/>'), id="header-template-shown-as-text"),
     pytest.param(_view("<Header>Rate the answer &amp; explain</Header>"), id="header-text-content"),
     pytest.param(_view('<View style="display: flex; color: #333"/>'), id="view-style-layout"),
+    pytest.param(_view("<View style=\"font-family: 'Roboto', sans-serif; margin: 0\"/>"), id="style-string"),
     pytest.param(
         _view('<View style="padding: var(--spacing-tight); width: calc(50% - 1em)"/>'), id="var-calc"
     ),
@@ -152,6 +153,12 @@ ATTACKS = [
     (_view('<View style="-moz-binding: url(x.xml#x)"/>'), "'-moz-binding'"),
     (_view('<View style="background: u\\72l(https://evil.example/x)"/>'), "escapes"),
     (_view('<View style="position: fixed; top: 0; left: 0; width: 100%"/>'), "'position'"),
+    # Label Studio splits style attributes at every ';', also inside strings
+    (
+        _view("<View style=\"font-family: 'a;background-image:url(//evil.example);b'\"/>"),
+        "'background-image'",
+    ),
+    (_view("<View style=\"font-family: 'a;background:url(//evil.example);b'\"/>"), "url("),
     (_view('<Header value="x" style="background: url(//evil.example)"/>'), "<Header> attribute 'style'"),
     (
         _view('<Choices name="c" toName="prompt"><Choice value="a" style="background: url(//e)"/></Choices>'),
@@ -196,6 +203,7 @@ ATTACKS = [
     (_style(".a::before { content: 'Session expired: log in at evil.example' }"), "'content'"),
     (_style(".a { position: absolute }"), "'position'"),
     (_style(".a { color: red } <!-- .b { background: url(//evil.example) } -->"), "<Style> comment"),
+    (_style(".a { font-family: <!-- it's -->'x url(//evil.example) y' }"), "<Style> comment"),
     (_style(".a { color: red } <b/> @import url(https://evil.example/x.css);"), "<Style> may hold only CSS"),
     (_style(".a { color: red } <b/> @import url(https://evil.example/x.css);"), "'@import'"),
     (_style(".a { color: red } <?x y?> .b { background: url(//evil.example) }"), "processing instruction"),
