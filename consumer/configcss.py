@@ -126,6 +126,9 @@ RESTRICTED_VALUES = {"position": frozenset({"static", "relative", "sticky"})}
 """Properties whose value must be one of a few keywords (``fixed``/``absolute`` can cover Label
 Studio's own controls with a look-alike)."""
 
+MAX_NESTING = 8
+"""Brackets and functions nested in one value or selector at most (``calc(var(--x, ...))``)."""
+
 _VALUE_TOKENS = (
     ast.WhitespaceToken,
     ast.IdentToken,
@@ -175,10 +178,10 @@ def declarations_problems(css: str) -> list[str]:
     problems = list(_declarations_problems(tinycss2.parse_component_value_list(css, skip_comments=True)))
     for part in css.split(";"):
         name, colon, value = part.partition(":")
-        if colon and name.replace(" ", ""):
-            declaration = f"{name.replace(' ', '')}: {value}"
-            tokens = tinycss2.parse_component_value_list(declaration, skip_comments=True)
-            problems.extend(p for p in _declarations_problems(tokens) if p not in problems)
+        if problems or not (colon and name.replace(" ", "")):
+            continue  # one reading is refused already: the attribute is
+        tokens = tinycss2.parse_component_value_list(f"{name.replace(' ', '')}: {value}", skip_comments=True)
+        problems.extend(_declarations_problems(tokens))
     return problems
 
 
@@ -212,15 +215,18 @@ def _declaration_problems(declaration: ast.Declaration) -> Iterator[str]:
     yield from _value_problems(declaration.name, declaration.value)
 
 
-def _value_problems(prop: str, tokens: Iterable[Any]) -> Iterator[str]:
+def _value_problems(prop: str, tokens: Iterable[Any], depth: int = 0) -> Iterator[str]:
+    if depth > MAX_NESTING:
+        yield f"CSS value of {prop!r} is nested more than {MAX_NESTING} deep"
+        return
     for token in tokens:
         if isinstance(token, ast.FunctionBlock):
             if token.lower_name not in ALLOWED_FUNCTIONS:
                 yield f"CSS function '{token.name}(' in {prop!r} is not allowed"
             else:
-                yield from _value_problems(prop, token.arguments)
+                yield from _value_problems(prop, token.arguments, depth + 1)
         elif isinstance(token, ast.ParenthesesBlock):
-            yield from _value_problems(prop, token.content)
+            yield from _value_problems(prop, token.content, depth + 1)
         elif isinstance(token, ast.URLToken):
             yield f"CSS 'url(' in {prop!r} is not allowed"
         elif isinstance(token, ast.LiteralToken) and token.value in _VALUE_LITERALS:
@@ -229,15 +235,18 @@ def _value_problems(prop: str, tokens: Iterable[Any]) -> Iterator[str]:
             yield f"CSS value {token.serialize()!r} in {prop!r} is not allowed"
 
 
-def _selector_problems(prelude: Iterable[Any]) -> Iterator[str]:
+def _selector_problems(prelude: Iterable[Any], depth: int = 0) -> Iterator[str]:
+    if depth > MAX_NESTING:
+        yield f"CSS selector is nested more than {MAX_NESTING} deep"
+        return
     for token in prelude:
         if isinstance(token, ast.FunctionBlock):
             if token.lower_name not in ALLOWED_SELECTOR_FUNCTIONS:
                 yield f"CSS selector function ':{token.name}(' is not allowed"
             else:
-                yield from _selector_problems(token.arguments)
+                yield from _selector_problems(token.arguments, depth + 1)
         elif isinstance(token, ast.SquareBracketsBlock):
-            yield from _selector_problems(token.content)
+            yield from _selector_problems(token.content, depth + 1)
         elif not _plain_selector_token(token):
             yield f"CSS selector part {token.serialize()!r} is not allowed"
 

@@ -153,12 +153,12 @@ ATTACKS = [
     (_view('<View style="-moz-binding: url(x.xml#x)"/>'), "'-moz-binding'"),
     (_view('<View style="background: u\\72l(https://evil.example/x)"/>'), "escapes"),
     (_view('<View style="position: fixed; top: 0; left: 0; width: 100%"/>'), "'position'"),
-    # Label Studio splits style attributes at every ';', also inside strings
+    # Label Studio splits style attributes at every ';', also inside strings (a string that tinycss2
+    # reads whole); the part before the ';' then holds an unterminated string, refused on its own
     (
-        _view("<View style=\"font-family: 'a;background-image:url(//evil.example);b'\"/>"),
-        "'background-image'",
+        _view("<View style=\"font-family: 'a;background:url(//evil.example);b'\"/>"),
+        "<View> attribute 'style'",
     ),
-    (_view("<View style=\"font-family: 'a;background:url(//evil.example);b'\"/>"), "url("),
     (_view('<Header value="x" style="background: url(//evil.example)"/>'), "<Header> attribute 'style'"),
     (
         _view('<Choices name="c" toName="prompt"><Choice value="a" style="background: url(//e)"/></Choices>'),
@@ -210,6 +210,8 @@ ATTACKS = [
     (_style("&lt;/style&gt;&lt;script&gt;alert(1)&lt;/script&gt;"), "<Style> CSS"),
     (_style(".a { color: red; } } .b { background: url(//evil.example) }"), "'url('"),
     (_style(".a { .b { background: url(//evil.example) } }"), "<Style>"),
+    (_style(".a { width: " + "calc(" * 5000 + "1px" + ")" * 5000 + " }"), "nested more than"),
+    (_style(":is(" * 5000 + ".a" + ")" * 5000 + " { color: red }"), "nested more than"),
     # entities, CDATA and other XML tricks
     ('<!DOCTYPE View [<!ENTITY e SYSTEM "file:///etc/passwd">]>' + _view('<Header value="&e;"/>'), "DTD"),
     (
