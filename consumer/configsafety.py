@@ -1,75 +1,50 @@
-"""Refuse label configs from events that would run script in reviewers' browsers or attack our parser.
+"""Refuse label configs from events unless every tag and attribute is on an allowlist.
 
 A ``target.project_config`` comes from whoever can write to the input topic, and a project created
 from it is opened by every reviewer. Label Studio renders parts of a config as HTML (``HyperText``,
-``Style``, ``style`` attributes), so a config is untrusted markup. This module checks one before any
-project is created from it (see docs/SECURITY.md); configs of existing projects were written by
-people in Label Studio and are not checked.
+``html`` attributes of ``Choice``/``Label``), loads URLs (``Image``, ``valueType="url"``, CSS
+``url(``) and puts ``<Style>`` text into the page. So a config is untrusted markup, checked here
+before any project is created from it (see docs/SECURITY.md); configs of existing projects were
+written by people in Label Studio and are not checked.
 
-The rules, each refused with a sentence that names the tag or attribute:
-
-- no ``<!DOCTYPE``/``<!ENTITY`` declarations (entity expansion, external entities) and no
-  processing instructions: Label Studio configs never need them;
-- no element that loads or runs code: ``script``, ``iframe``, ``object``, ``embed``, ... (any case);
-- no event-handler attribute (``on*``) and no ``srcdoc``; no attribute value with a ``javascript:``,
-  ``vbscript:`` or non-image ``data:`` URL (entities and whitespace decoded first, as browsers do);
-- ``Style`` blocks and ``style`` attributes stay allowed (the reference prompt config has one), but
-  not CSS that runs or fetches code: ``expression(``, ``javascript:``, ``@import``, ``behavior:``,
-  ``-moz-binding``, or a ``<`` that could close the block;
-- ``HyperText`` with inline HTML is held to the same rules as the config, and a ``HyperText`` that
-  shows task data (``value="$..."``) is refused: task data is run text from end users of the LLM app,
-  which would be rendered as live HTML in a reviewer's browser. Use ``Text`` or ``Paragraphs``.
+The rule: the config parses as plain XML (no DTD or entities, no CDATA, no processing
+instructions, no namespaces), every tag and attribute is on
+:data:`~labelstudio_ingest.consumer.configallowlist.ALLOWED_TAGS` (names compared
+case-insensitively, as Label Studio does) and every attribute value passes its tag's rule, text
+sits only where Label Studio shows it as text, and ``<Style>`` holds only CSS that passes
+:mod:`~labelstudio_ingest.consumer.configcss`. Each problem is a sentence naming the tag and
+attribute.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterator
 
 from lxml import etree
-from lxml import html as lxml_html
 
+from labelstudio_ingest.consumer.configallowlist import (
+    REFUSED_ATTRIBUTE_REASONS,
+    REFUSED_TAG_REASONS,
+    TEXT_CONTENT,
+    tag_rules,
+)
+from labelstudio_ingest.consumer.configcss import stylesheet_problems
 from labelstudio_ingest.consumer.labelconfig import LabelConfigError, normalize_config
 
 MAX_PROBLEMS = 5
 """Problems named in one error message at most (the first ones in document order)."""
 
-FORBIDDEN_ELEMENTS = frozenset(
-    {
-        "script",
-        "iframe",
-        "frame",
-        "frameset",
-        "object",
-        "embed",
-        "applet",
-        "link",
-        "meta",
-        "base",
-        "form",
-        "svg",
-        "math",
-        "template",
-        "portal",
-        "noscript",
-    }
-)
-"""Elements (compared in lower case) that load or run code in a page; none is a Label Studio tag."""
-
-HTML_OBJECT_TAGS = frozenset({"hypertext"})
-"""Label Studio object tags that render their value as HTML."""
-
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
-_SCRIPT_SCHEME = re.compile(r"(java|vb)script:", re.IGNORECASE)
-_DATA_URL = re.compile(r"data:(?!image/(png|gif|jpe?g|webp|bmp)[;,])", re.IGNORECASE)
-_CSS_CODE = re.compile(r"expression\s*\(|javascript:|@import|behavior\s*:|-moz-binding|<", re.IGNORECASE)
-_INVISIBLE = re.compile(r"[\x00-\x20\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]+")
-_HANDLER_ATTRIBUTE = re.compile(r"^on", re.IGNORECASE)
+_CDATA = re.compile(r"<!\[CDATA\[", re.IGNORECASE)
+_STYLE_COMMENT = re.compile(r"[\w\s.,!?-]*")
+"""What a comment inside ``<Style>`` may hold: Label Studio passes it into the page's CSS, where
+``<!--`` and ``-->`` are inert but the words between them are CSS (a hidden rule, a ``url(``, or a
+quote that moves string boundaries so that text we saw inside a string is outside it there)."""
 
 
 class UnsafeLabelConfigError(LabelConfigError):
-    """A label config from an event that could run script in the labelling page, or attack a parser."""
+    """A label config from an event with a tag, attribute or value that is not on the allowlist."""
 
 
 def check_config_safety(config_xml: str) -> None:
@@ -91,68 +66,104 @@ def config_problems(config_xml: str) -> list[str]:
     text = normalize_config(config_xml)
     if _DECLARATION.search(text):
         return ["it declares a DTD or entities (<!DOCTYPE/<!ENTITY), which label configs never need"]
+    if _CDATA.search(text):
+        return ["it has a CDATA section (<![CDATA[), which label configs never need"]
     parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=False,
+        remove_pis=False,
+        strip_cdata=False,
     )
     try:
         root = etree.fromstring(text.encode(), parser)
-    except etree.XMLSyntaxError as exc:
+    except (etree.XMLSyntaxError, ValueError) as exc:
         return [f"it is not well-formed XML ({exc})"]
-    return list(_element_problems(root, html_context=False))
+    problems = [
+        _instruction_problem(node)
+        for node in (*root.itersiblings(preceding=True), *root.itersiblings())
+        if isinstance(node, etree._ProcessingInstruction)
+    ]
+    problems.extend(_node_problems(root))
+    return problems
 
 
-def _element_problems(root: etree._Element, *, html_context: bool) -> Iterator[str]:
-    for element in root.iter():
-        if isinstance(element, etree._ProcessingInstruction):
-            target: object = element.target
-            yield f"processing instruction <?{target}?> is not allowed"
-            continue
-        if isinstance(element, etree._Comment | etree._Entity):
-            continue
-        tag = etree.QName(element).localname
-        where = f"<{tag}>"
-        if tag.lower() in FORBIDDEN_ELEMENTS:
-            yield f"element {where} can run or load code in the labelling page"
-            continue
-        yield from _attribute_problems(where, element)
-        css_code = _CSS_CODE.search(element.text or "") if tag.lower() == "style" else None
-        if css_code:
-            yield f"{where} block has CSS that can run or fetch code ({css_code[0]!r})"
-        if not html_context and tag.lower() in HTML_OBJECT_TAGS:
-            yield from _hypertext_problems(where, element)
-
-
-def _attribute_problems(where: str, element: etree._Element) -> Iterator[str]:
-    for raw_name, raw_value in element.attrib.items():
+def _node_problems(node: etree._Element) -> Iterator[str]:
+    if isinstance(node, etree._ProcessingInstruction):
+        yield _instruction_problem(node)
+        return
+    if isinstance(node, etree._Entity):
+        yield f"entity reference {node.text} is not allowed"
+        return
+    if isinstance(node, etree._Comment):
+        return
+    qname = etree.QName(node)
+    if qname.namespace or node.prefix or node.nsmap:
+        prefix = f"{node.prefix}:" if node.prefix else ""
+        yield f"tag <{prefix}{qname.localname}> uses or declares an XML namespace (configs never need one)"
+        return
+    tag = qname.localname
+    rules = tag_rules(tag)
+    if rules is None:
+        reason = REFUSED_TAG_REASONS.get(tag.lower(), "is not on the allowlist")
+        yield f"tag <{tag}> is not allowed ({reason})"
+        return
+    documented, attributes = rules
+    for raw_name, raw_value in node.attrib.items():
         name, value = str(raw_name), str(raw_value)
-        decoded = _INVISIBLE.sub("", html.unescape(value))
-        if _HANDLER_ATTRIBUTE.match(name):
-            yield f"{where} has event handler attribute {name!r}"
-        elif name.lower() == "srcdoc":
-            yield f"{where} has attribute 'srcdoc', which embeds a page"
-        elif _SCRIPT_SCHEME.search(decoded) or _DATA_URL.match(decoded):
-            yield f"{where} attribute {name!r} holds a script or data URL"
-        elif name.lower() == "style" and _CSS_CODE.search(decoded):
-            yield f"{where} attribute 'style' has CSS that can run or fetch code"
+        rule = attributes.get(name.lower())
+        if rule is None:
+            why = (
+                "an event handler"
+                if name.lower().startswith("on")
+                else REFUSED_ATTRIBUTE_REASONS.get(name.lower())
+            )
+            yield f"<{tag}> attribute {name!r} is not allowed ({why or 'not on the allowlist'})"
+            continue
+        problem = rule.check(value)
+        if problem:
+            yield f"<{tag}> attribute {name!r} {problem}, not {_shorten(value)!r}"
+    if documented == "Style":
+        yield from _style_problems(node)
+    else:
+        yield from _text_problems(documented, node)
+    for child in node:
+        yield from _node_problems(child)
 
 
-def _hypertext_problems(where: str, element: etree._Element) -> Iterator[str]:
-    """``HyperText`` renders HTML: its inline HTML is checked, and run text may not reach it."""
-    value = element.get("value", "")
-    if value.strip().startswith("$"):
-        yield (
-            f"{where} shows task data {value.strip()!r} as HTML; run text comes from end users and would "
-            "run as HTML in reviewers' browsers (use Text or Paragraphs)"
-        )
+def _text_problems(tag: str, node: etree._Element) -> Iterator[str]:
+    """Text may sit only in tags that show it as text, and only when they hold no other tag."""
+    texts = [node.text or "", *(child.tail or "" for child in node)]
+    content = "".join(texts)
+    if not content.strip():
         return
-    inline = value + "".join(str(child) for child in element.itertext())
-    if not inline.strip():
+    rule = TEXT_CONTENT.get(tag)
+    if rule is None or any(isinstance(child.tag, str) for child in node):
+        yield f"<{tag}> may not hold text ({_shorten(content.strip())!r})"
         return
-    try:
-        fragments = lxml_html.fragments_fromstring(inline)
-    except (etree.ParserError, etree.XMLSyntaxError):
-        return  # no markup at all: plain text
-    for fragment in fragments:
-        if isinstance(fragment, etree._Element):
-            for problem in _element_problems(fragment, html_context=True):
-                yield f"{where} inline HTML: {problem}"
+    problem = rule.check(content)
+    if problem:
+        yield f"<{tag}> text {problem}"
+
+
+def _style_problems(node: etree._Element) -> Iterator[str]:
+    """A ``<Style>`` holds CSS text only; comments in it hold words only; the CSS is allowlisted."""
+    for child in node:
+        if isinstance(child, etree._Comment):
+            if not _STYLE_COMMENT.fullmatch(child.text or ""):
+                yield "<Style> comment may hold only words (Label Studio passes it into the page's CSS)"
+        elif isinstance(child.tag, str):
+            yield f"<Style> may hold only CSS, not a tag <{etree.QName(child).localname}>"
+    css = (node.text or "") + "".join(child.tail or "" for child in node)
+    yield from (f"<Style> {problem}" for problem in stylesheet_problems(css))
+
+
+def _instruction_problem(node: etree._ProcessingInstruction) -> str:
+    target: object = node.target
+    return f"processing instruction <?{target}?> is not allowed"
+
+
+def _shorten(value: str, limit: int = 60) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"

