@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from labelstudio_ingest.consumer.allowlist import TargetAllowlist
+from labelstudio_ingest.consumer.allowlist import CreationPolicy, TargetAllowlist
 from labelstudio_ingest.schemas import DEFAULT_FEEDBACK_TOPIC, DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -380,6 +380,11 @@ class Settings(KafkaConnection):
     def allowlist(self) -> TargetAllowlist:
         """The projects events may write to (inactive when both lists are empty)."""
         return TargetAllowlist(self.allowed_project_ids, self.allowed_project_names)
+
+    @property
+    def creation_policy(self) -> CreationPolicy:
+        """Which unknown titles events may create, and how many per hour."""
+        return CreationPolicy(self.create_project_names, self.max_projects_per_hour)
 
     @property
     def limits(self) -> Limits:
