@@ -194,7 +194,7 @@ class ProjectResolver:
     def _by_title(self, title: str, target: Target) -> Project | _Refusal:
         refusal = self._creation_refusal(title)
         if refusal is not None and title not in self._title_index():
-            return refusal  # it does not exist and may not be created: no lookup of its own
+            return _own_fault_first(title, target, refusal)  # absent, not creatable: no lookup of its own
         matches = self._titled(title)
         if matches and self._settle_s > 0:
             time.sleep(self._settle_s)
@@ -203,7 +203,7 @@ class ProjectResolver:
             self._remove_duplicates(matches)
             return _project(matches[0])
         if refusal is not None:
-            return refusal
+            return _own_fault_first(title, target, refusal)
         if not self._budget.take():
             return self._budget.full() or ProjectLimitError("INGEST_MAX_PROJECTS_PER_HOUR reached")
         try:
@@ -296,6 +296,19 @@ class ProjectResolver:
         except ApiError as exc:
             if exc.status_code != _HTTP_NOT_FOUND:
                 log.warning("could not delete duplicate project %s (%s); it stays empty", project_id, exc)
+
+
+def _own_fault_first(title: str, target: Target, refusal: _Refusal) -> _Refusal:
+    """``refusal``, unless it is the creation cap and the event's own config could never be used:
+    then that (raised, like :meth:`ProjectResolver._create` does) — replaying it would not help."""
+    if isinstance(refusal, ProjectLimitError) and target.project_config is not None:
+        config = normalize_config(target.project_config)
+        try:
+            check_config_safety(config)
+            task_layout(config)
+        except LabelConfigError as exc:
+            raise type(exc)(f"cannot create project {title!r}: {exc}") from None
+    return refusal
 
 
 def normalize_title(name: str) -> str:

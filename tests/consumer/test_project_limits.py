@@ -177,3 +177,13 @@ def test_the_allowlist_still_refuses_before_any_request(label_studio: Any) -> No
         with pytest.raises(TargetNotAllowedError):
             resolver.resolve(Target(project_name=_title()))
     assert counted.total == 0
+
+
+def test_over_the_cap_an_unusable_config_is_named_not_the_cap(label_studio: Any) -> None:
+    resolver = ProjectResolver(Counted(label_studio).client, creation=CreationPolicy(max_per_hour=1))
+    resolver.resolve(Target(project_name=_title()))
+    unsafe = "<View><Text name='prompt' value='$prompt'/><TextArea name='r' toName='prompt'/><script/></View>"
+    with pytest.raises(UnsafeLabelConfigError):  # its dead letter is not one to replay later
+        resolver.resolve(Target(project_name=_title(), project_config=unsafe))
+    with pytest.raises(ProjectLimitError):
+        resolver.resolve(Target(project_name=_title()))
