@@ -264,8 +264,8 @@ def redact_message(message: WireObject, redact: Redact) -> WireObject:
             out[key] = value
         elif key == "tool_calls":
             out[key] = [_redact_tool_call(call, redact) for call in value]
-        else:  # content, name, tool_call_id
-            out[key] = redact(value)
+        else:  # content, name, tool_call_id, and whatever a message may carry later
+            out[key] = redact(value) if isinstance(value, str) else redact_json(value, redact)
     return out
 
 
