@@ -174,6 +174,7 @@ class ConsumerApp:
             allowlist=s.allowlist,
             cache_ttl_s=s.project_cache_ttl_s,
             on_created=self._project_created,
+            creation=s.creation_policy,
         )
         self.pipeline = Pipeline(
             ledger=self.ledger,

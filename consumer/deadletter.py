@@ -46,6 +46,7 @@ class Reason(StrEnum):
     LABEL_CONFIG = "label_config"
     UNSAFE_LABEL_CONFIG = "unsafe_label_config"
     NOT_ALLOWED = "not_allowed"
+    PROJECT_LIMIT = "project_limit"
     IMPORT_REJECTED = "import_rejected"
 
 

@@ -1,20 +1,24 @@
 """``labelstudio-ingest export``: reviewed tasks of one project as SFT, preference or reward JSON lines.
 
 Pages through the project's tasks (``fields=all``: annotations and predictions) and writes each
-record as it goes, to a temporary file renamed to ``--out`` at the end (a failed export leaves no
-half file and no advanced state). Progress and the final report go to stderr. Only Label Studio
-settings are needed (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``), no Kafka.
+record as it goes, to a private temporary file renamed to ``--out`` at the end (a failed export
+leaves no half file and no advanced state; see :func:`private_output`). Progress and the final
+report go to stderr. Only Label Studio settings are needed (``LABEL_STUDIO_URL``,
+``LABEL_STUDIO_API_KEY``), no Kafka.
 Exit codes: 0 done (also when records were skipped), 1 Label Studio failed, 2 bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -207,25 +211,19 @@ def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: dateti
     floor = effective_since(since, state)
     query = updated_since_query(floor) if floor is not None else None
     tasks = client.tasks.list(project=project.id, fields="all", page_size=PAGE_SIZE, query=query)
-    tmp = out.with_name(out.name + ".partial")
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that the partial file is removed below
-    try:
-        with tmp.open("w", encoding="utf-8") as stream:
-            report = export(
-                tasks,
-                stream,
-                fmt=fmt,
-                config=config,
-                project=project,
-                include_metadata=args.include_metadata,
-                since=since,
-                state=state,
-                progress=progress,
-            )
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that the partial file is removed
+    with private_output(out) as stream:
+        report = export(
+            tasks,
+            stream,
+            fmt=fmt,
+            config=config,
+            project=project,
+            include_metadata=args.include_metadata,
+            since=since,
+            state=state,
+            progress=progress,
+        )
     if state is not None and state_path is not None:
         state.save(state_path)
     print(
@@ -235,8 +233,38 @@ def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: dateti
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def private_output(out: Path) -> Iterator[IO[str]]:
+    """A text stream that becomes ``out`` (mode 0600) when the block ends without an exception.
+
+    It writes to a new file of a random name in ``out``'s directory, created with ``O_CREAT |
+    O_EXCL | O_NOFOLLOW`` and mode 0600 (``tempfile.mkstemp``): nothing planted in advance — a
+    symlink, a file under a guessable name — is written through or read by anyone else meanwhile.
+    The finished file is synced and renamed over ``out``, which replaces a symlink at ``out`` rather
+    than following it. On any failure the temporary file is removed and ``out`` is untouched.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-__all__ = ["LabelStudioConnection", "default_state_path", "register", "resolve_project", "run"]
+__all__ = [
+    "LabelStudioConnection",
+    "default_state_path",
+    "private_output",
+    "register",
+    "resolve_project",
+    "run",
+]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from labelstudio_ingest.consumer.allowlist import TargetNotAllowedError
+from labelstudio_ingest.consumer.allowlist import ProjectLimitError, TargetNotAllowedError
 from labelstudio_ingest.consumer.configsafety import UnsafeLabelConfigError
 from labelstudio_ingest.consumer.deadletter import Failure, Reason, Stage, dead_letter
 from labelstudio_ingest.consumer.errors import (
@@ -212,6 +212,9 @@ class Pipeline:
                     continue
                 except UnknownProjectError as exc:
                     self._dead(item, Failure.of(Reason.UNKNOWN_PROJECT, Stage.ROUTE, exc))
+                    continue
+                except ProjectLimitError as exc:  # replayable once the hourly cap has room
+                    self._dead(item, Failure.of(Reason.PROJECT_LIMIT, Stage.ROUTE, exc))
                     continue
                 except UnsafeLabelConfigError as exc:
                     self._dead(item, Failure.of(Reason.UNSAFE_LABEL_CONFIG, Stage.ROUTE, exc))

@@ -4,6 +4,11 @@
 project by title: the existing one, or a new one with ``target.project_config`` or the default
 config of ``target.mode``. Replicas that race to create the same title converge on the project
 with the lowest id and delete their own duplicate; docs/ROUTING.md gives the ordering argument.
+
+Refusals are cheap: an answer about a target (unknown, not creatable, over the creation cap, an
+unusable config) is cached per target for a few seconds, and a title that could not be created
+anyway is looked up in one cached listing of every title, so a flood of records naming unknown
+titles costs one listing per :data:`NEGATIVE_CACHE_TTL_S`, not one request per record.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from labelstudio_ingest.consumer.allowlist import TargetAllowlist
+from labelstudio_ingest.consumer.allowlist import (
+    CreationBudget,
+    CreationPolicy,
+    ProjectLimitError,
+    TargetAllowlist,
+    TargetNotAllowedError,
+)
 from labelstudio_ingest.consumer.configsafety import check_config_safety
 from labelstudio_ingest.consumer.labelconfig import (
     LabelConfigError,
@@ -37,6 +48,9 @@ LIST_PAGE_SIZE = 100
 
 LIST_FIELDS = "id,title,label_config,description,task_number"
 """``include`` of the title lookup: only these fields, and of the per-project counters only this one."""
+
+INDEX_FIELDS = "id,title"
+"""``include`` of the listing of every title (:meth:`ProjectResolver._title_index`)."""
 
 CREATED_BY = "Created by labelstudio-ingest"
 """Start of the description of every project a resolver creates; marks duplicates it may delete."""
@@ -69,8 +83,9 @@ class Project:
 
 
 _CacheKey = tuple[str, int | str]
-_Refusal = UnknownProjectError | LabelConfigError
-"""A final answer about the target that depends only on Label Studio's state (briefly cached)."""
+_Refusal = UnknownProjectError | LabelConfigError | TargetNotAllowedError | ProjectLimitError
+"""A final answer about the target that depends only on Label Studio's state and the consumer's
+settings and creation count (briefly cached)."""
 
 
 class ProjectResolver:
@@ -90,6 +105,7 @@ class ProjectResolver:
         cache_ttl_s: float = 300.0,
         on_created: Callable[[Project], None] | None = None,
         settle_s: float = 0.0,
+        creation: CreationPolicy | None = None,
     ) -> None:
         """Args:
         client: the Label Studio client every call goes through.
@@ -103,6 +119,8 @@ class ProjectResolver:
         settle_s: wait this long before the listing that decides a title's project. 0 is exact when
             Label Studio's database makes project ids visible in id order (SQLite); for PostgreSQL
             set it above the longest project-creation transaction (e.g. 1.0), see docs/ROUTING.md.
+        creation: which unknown titles may be created (patterns) and how many per hour; titles it
+            refuses are dead letters ``not_allowed`` / ``project_limit`` (default: any, no cap).
         """
         self._client = client
         self._allow_create = allow_create
@@ -113,6 +131,10 @@ class ProjectResolver:
         self._settle_s = settle_s
         self._cache: dict[_CacheKey, tuple[float, Project | _Refusal]] = {}
         self._lock = threading.Lock()
+        self._creation = creation or CreationPolicy()
+        self._budget = CreationBudget(self._creation.max_per_hour)
+        self._index: tuple[float, frozenset[str]] | None = None
+        self._index_lock = threading.Lock()
 
     def resolve(self, target: Target) -> Project:
         """The project the target names: by id, else by title (created on first use).
@@ -170,6 +192,9 @@ class ProjectResolver:
         return _project(found)
 
     def _by_title(self, title: str, target: Target) -> Project | _Refusal:
+        refusal = self._creation_refusal(title)
+        if refusal is not None and title not in self._title_index():
+            return _own_fault_first(title, target, refusal)  # absent, not creatable: no lookup of its own
         matches = self._titled(title)
         if matches and self._settle_s > 0:
             time.sleep(self._settle_s)
@@ -177,11 +202,35 @@ class ProjectResolver:
         if matches:
             self._remove_duplicates(matches)
             return _project(matches[0])
+        if refusal is not None:
+            return _own_fault_first(title, target, refusal)
+        if not self._budget.take():
+            return self._budget.full() or ProjectLimitError("INGEST_MAX_PROJECTS_PER_HOUR reached")
+        try:
+            return self._create(title, target)
+        except BaseException:
+            self._budget.give_back()  # refused before or by Label Studio, or unknown: not counted
+            raise
+
+    def _creation_refusal(self, title: str) -> _Refusal | None:
+        """Why ``title`` could not become a new project now (creation off, pattern, cap), or None."""
         if not self._allow_create:
             return UnknownProjectError(
                 f"no project titled {title!r} exists and creating projects is disabled"
             )
-        return self._create(title, target)
+        return self._creation.refusal(title) or self._budget.full()
+
+    def _title_index(self) -> frozenset[str]:
+        """Every project title, from one listing reused for the negative-cache time."""
+        with self._index_lock:
+            now = time.monotonic()
+            if self._index is None or self._index[0] <= now:
+                pager: Iterable[Any] = self._client.projects.list(
+                    ordering="id", page_size=LIST_PAGE_SIZE, include=INDEX_FIELDS
+                )
+                titles = frozenset(p.title for p in pager if p.title)
+                self._index = (time.monotonic() + max(self._negative_ttl, 0.0), titles)
+            return self._index[1]
 
     def _create(self, title: str, target: Target) -> Project | _Refusal:
         """Create the project, then keep whichever project has the lowest id with that title.
@@ -247,6 +296,19 @@ class ProjectResolver:
         except ApiError as exc:
             if exc.status_code != _HTTP_NOT_FOUND:
                 log.warning("could not delete duplicate project %s (%s); it stays empty", project_id, exc)
+
+
+def _own_fault_first(title: str, target: Target, refusal: _Refusal) -> _Refusal:
+    """``refusal``, unless it is the creation cap and the event's own config could never be used:
+    then that (raised, like :meth:`ProjectResolver._create` does) — replaying it would not help."""
+    if isinstance(refusal, ProjectLimitError) and target.project_config is not None:
+        config = normalize_config(target.project_config)
+        try:
+            check_config_safety(config)
+            task_layout(config)
+        except LabelConfigError as exc:
+            raise type(exc)(f"cannot create project {title!r}: {exc}") from None
+    return refusal
 
 
 def normalize_title(name: str) -> str:

@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from labelstudio_ingest.consumer.allowlist import TargetAllowlist
+from labelstudio_ingest.consumer.allowlist import CreationPolicy, TargetAllowlist
 from labelstudio_ingest.schemas import DEFAULT_FEEDBACK_TOPIC, DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -210,6 +210,19 @@ class Settings(KafkaConnection):
         (),
         "Comma-separated title patterns (fnmatch, e.g. LangChain-*) events may write to by project_name.",
     )
+    create_project_names: Annotated[tuple[str, ...], NoDecode] = _setting(
+        "INGEST_CREATE_PROJECT_NAMES",
+        (),
+        "Comma-separated title patterns (fnmatch) of the projects events may create (empty: any title "
+        "allowed by INGEST_ALLOWED_PROJECT_NAMES). Other unknown titles are dead letters (not_allowed).",
+    )
+    max_projects_per_hour: int = _setting(
+        "INGEST_MAX_PROJECTS_PER_HOUR",
+        0,
+        "Most projects one consumer process creates in any 60 minutes (0: no cap). Events over it are "
+        "dead letters (project_limit), to replay later.",
+        ge=0,
+    )
     project_cache_ttl_s: float = _setting(
         "INGEST_PROJECT_CACHE_TTL_S", 300.0, "How long a resolved project (and its config) is cached.", ge=0
     )
@@ -282,6 +295,19 @@ class Settings(KafkaConnection):
     webhook_max_body_bytes: int = _setting(
         "INGEST_WEBHOOK_MAX_BODY_BYTES", 4 * 2**20, "Largest webhook request body accepted.", ge=1024
     )
+    webhook_request_timeout_s: float = _setting(
+        "INGEST_WEBHOOK_REQUEST_TIMEOUT_S",
+        10.0,
+        "Deadline to receive one webhook request (line, headers, body), however slowly it is sent.",
+        gt=0,
+    )
+    webhook_max_connections: int = _setting(
+        "INGEST_WEBHOOK_MAX_CONNECTIONS",
+        16,
+        "Webhook requests served at once; more are answered 503 without a thread.",
+        ge=1,
+        le=1024,
+    )
     feedback_topic: str = _setting(
         "INGEST_FEEDBACK_TOPIC", DEFAULT_FEEDBACK_TOPIC, "Topic of feedback events.", min_length=1
     )
@@ -316,7 +342,7 @@ class Settings(KafkaConnection):
                 raise ValueError(f"must be comma-separated project ids, not {value!r}") from None
         return value
 
-    @field_validator("allowed_project_names", mode="before")
+    @field_validator("allowed_project_names", "create_project_names", mode="before")
     @classmethod
     def _name_list(cls, value: object) -> object:
         return tuple(_comma_list(value)) if isinstance(value, str) else value
@@ -354,6 +380,11 @@ class Settings(KafkaConnection):
     def allowlist(self) -> TargetAllowlist:
         """The projects events may write to (inactive when both lists are empty)."""
         return TargetAllowlist(self.allowed_project_ids, self.allowed_project_names)
+
+    @property
+    def creation_policy(self) -> CreationPolicy:
+        """Which unknown titles events may create, and how many per hour."""
+        return CreationPolicy(self.create_project_names, self.max_projects_per_hour)
 
     @property
     def limits(self) -> Limits:

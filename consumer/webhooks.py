@@ -7,10 +7,12 @@ annotation (consumer/annotations.py), and publishes a :class:`FeedbackEvent` key
 answering 200 only after the broker acknowledged it (503 otherwise, so a caller that retries can).
 
 Answers: 401 missing or wrong secret, 400 not JSON or missing ids, 413 body too large, 404 any
-other path, 405 any other method, 503 Label Studio or the broker unavailable, 500 a bug; 200 with
+other path, 405 any other method, 408 a body not sent within the request deadline, 503 Label
+Studio or the broker unavailable or too many requests at once, 500 a bug; 200 with
 ``{"status": "published" | "duplicate" | "skipped" | "ignored", ...}`` otherwise. Each annotation
 version is published once per process (a bounded memory of versions, plus deterministic event ids
-so readers can deduplicate across replicas; see docs/FEEDBACK.md).
+so readers can deduplicate across replicas; see docs/FEEDBACK.md). No answer carries exception
+text: what failed is in the (masked) log, the answer names only a reason.
 
 This is a separate server from /metrics (consumer/health.py): the metrics port serves nothing else.
 """
@@ -57,6 +59,10 @@ ACTIONS = {"ANNOTATION_CREATED": "created", "ANNOTATION_UPDATED": "updated"}
 DEDUP_VERSIONS = 100_000
 """Annotation versions remembered as published (per process)."""
 PROJECT_CACHE_S = 60.0
+REQUEST_TIMEOUT_S = 10.0
+"""Default deadline to receive one request (Label Studio sends a small body at once)."""
+MAX_CONNECTIONS = 16
+"""Default cap on requests served at once; more are answered 503 (Label Studio sends one per save)."""
 
 
 class Unavailable(Exception):
@@ -187,8 +193,8 @@ class FeedbackHook:
         """An authenticated, size-checked webhook body → a reply (publishing the feedback first)."""
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return self._refuse(400, "not_json", f"the body is not JSON ({exc})")
+        except (ValueError, UnicodeDecodeError):
+            return self._refuse(400, "not_json", "the body is not JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
             return self._refuse(400, "missing_fields", "the body must be a JSON object with an 'action'")
         action = payload["action"]
@@ -205,7 +211,8 @@ class FeedbackHook:
             return self._publish(ACTIONS[action], annotation_id, task_id)
         except Unavailable as exc:
             log.warning("feedback not published", extra={"reason": exc.reason, "error": str(exc)})
-            return self._refuse(503, exc.reason, str(exc))
+            what = "Label Studio" if exc.reason == "label_studio_unavailable" else "the broker"
+            return self._refuse(503, exc.reason, f"{what} did not answer; see the endpoint's log")
         except Exception:  # a bug or data we did not foresee: answer, log, keep serving
             log.exception(
                 "feedback not published", extra={"annotation_id": annotation_id, "task_id": task_id}
@@ -297,6 +304,14 @@ class FeedbackHook:
     ) -> Reply:
         self._metrics.webhooks_refused.labels(reason=reason).inc()
         return Reply(status, {"status": "refused", "reason": reason, "detail": detail}, headers or {})
+
+    def busy(self) -> None:
+        """Count a connection turned away because the endpoint served its most at once."""
+        self._metrics.webhooks_refused.labels(reason="busy").inc()
+
+    def timed_out(self) -> Reply:
+        """408 for a body that did not arrive within the request deadline."""
+        return self._refuse(408, "timeout", "the request was not received in time")
 
     def _skip(self, reason: str, *, status: str = "skipped", **details: Any) -> Reply:
         self._metrics.feedback_skipped.labels(reason=reason).inc()
@@ -402,16 +417,38 @@ def _time(value: object) -> datetime | None:
 
 
 class WebhookServer(BackgroundHTTPServer):
-    """Serves :class:`FeedbackHook` on ``host:port`` in a daemon thread until :meth:`stop`."""
+    """Serves :class:`FeedbackHook` on ``host:port`` in a daemon thread until :meth:`stop`, with
+    ``request_timeout_s`` to receive each request and at most ``max_connections`` at once
+    (consumer/http_server.py)."""
 
-    def __init__(self, host: str, port: int, hook: FeedbackHook) -> None:
-        super().__init__(host, port, _handler(hook), name="webhook-http")
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        hook: FeedbackHook,
+        *,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        super().__init__(
+            host,
+            port,
+            _handler(hook),
+            name="webhook-http",
+            request_timeout_s=request_timeout_s,
+            max_connections=max_connections,
+            on_busy=hook.busy,
+        )
 
 
 def _handler(hook: FeedbackHook) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "labelstudio-ingest"
+        sys_version = ""  # no Python version in the Server header
         protocol_version = "HTTP/1.1"
+        error_content_type = "application/json"
+        error_message_format = '{"status": "refused", "reason": "bad_request", "code": %(code)d}'
+        # (malformed request lines and headers: the default page would echo the client's text)
 
         def do_POST(self) -> None:
             self._serve("POST")
@@ -436,21 +473,31 @@ def _handler(hook: FeedbackHook) -> type[BaseHTTPRequestHandler]:
             )
             if reply is None:
                 length = _length(self.headers.get("Content-Length")) or 0
-                reply = hook.handle(self.rfile.read(length))
+                try:
+                    body = self.rfile.read(length)
+                except TimeoutError:
+                    self.close_connection = True
+                    reply = hook.timed_out()
+                else:
+                    reply = hook.handle(body)
             else:
                 self.close_connection = True  # the body (if any) was not read
-            body = json.dumps(reply.body).encode()
+            answer = json.dumps(reply.body).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(answer)))
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
             try:
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):  # the caller gave up (Label Studio waits 1 s)
+                self.wfile.write(answer)
+            except (
+                BrokenPipeError,
+                ConnectionResetError,
+                TimeoutError,
+            ):  # the caller gave up (Label Studio waits 1 s)
                 log.info("webhook caller left before the answer", extra={"status": reply.status})
 
         def log_message(self, format: str, *args: Any) -> None:

@@ -67,6 +67,8 @@ SERVE_FIELDS = tuple(
         "webhook_host",
         "webhook_secret",
         "webhook_max_body_bytes",
+        "webhook_request_timeout_s",
+        "webhook_max_connections",
         "feedback_topic",
         "feedback_textarea",
     }
@@ -199,7 +201,13 @@ def start_endpoint(settings: Settings, metrics: Metrics, partitions: int = 3) ->
         textarea=settings.feedback_textarea,
         max_body_bytes=settings.webhook_max_body_bytes,
     )
-    server = WebhookServer(settings.webhook_host, settings.webhook_port, hook)
+    server = WebhookServer(
+        settings.webhook_host,
+        settings.webhook_port,
+        hook,
+        request_timeout_s=settings.webhook_request_timeout_s,
+        max_connections=settings.webhook_max_connections,
+    )
     server.start()
     log.info(
         "serving Label Studio webhooks",

@@ -10,9 +10,12 @@ that LangChain's arguments could break (one list of generations per input, at le
 empty conversation) are checked here, and the tests hold every shape the builder makes to the
 contract, byte for byte.
 
-Every text that leaves the process passes through the optional ``redact`` hook: prompts, message
-contents, generations, tool-call arguments, error messages, tags, and the string values of metadata,
-invocation parameters and generation info (not keys, model names, or the Label Studio target).
+Every string of the run that leaves the process passes through the optional ``redact`` hook:
+prompts, message contents and names, tool calls (name, id, argument keys and values),
+``tool_call_id``, generations (text, message, info), error type and message, tags, the model name,
+and the keys and string values of metadata and invocation parameters. Only the handler's own
+settings (the Label Studio target, the source service and host) and the contract's fixed
+vocabulary (roles, kinds, field names) are not passed to it.
 """
 
 from __future__ import annotations
@@ -169,7 +172,7 @@ def build_event(
     event["generations"] = generations
     name = model_name(response, start.invocation_params, start.metadata)
     if name is not None:
-        event["model_name"] = name
+        event["model_name"] = redact(name)
     event["invocation_params"] = redact_json(start.invocation_params, redact)
     usage = token_usage(response) if response is not None else None
     if usage is not None:
@@ -181,7 +184,7 @@ def build_event(
     event["metadata"] = redact_json(start.metadata, redact)
     event["source"] = context.source
     if error is not None:
-        event["error"] = {"type": type(error).__name__, "message": redact(str(error))}
+        event["error"] = {"type": redact(type(error).__name__), "message": redact(str(error))}
     event["target"] = context.target_for(start.started_at)
     event["kind"] = start.kind
     if start.kind == "prompt":
@@ -252,14 +255,25 @@ def to_tool_call(call: Mapping[str, Any]) -> WireObject:
 
 
 def redact_message(message: WireObject, redact: Redact) -> WireObject:
-    """The message with its content and tool-call arguments redacted."""
+    """The message with every string of it redacted: content, name, tool calls, ``tool_call_id``."""
     if redact is _identity:
         return message
-    return {
-        **message,
-        "content": redact(message["content"]),
-        "tool_calls": [{**call, "args": redact_json(call["args"], redact)} for call in message["tool_calls"]],
-    }
+    out: WireObject = {}
+    for key, value in message.items():
+        if key == "role":
+            out[key] = value
+        elif key == "tool_calls":
+            out[key] = [_redact_tool_call(call, redact) for call in value]
+        else:  # content, name, tool_call_id, and whatever a message may carry later
+            out[key] = redact(value) if isinstance(value, str) else redact_json(value, redact)
+    return out
+
+
+def _redact_tool_call(call: WireObject, redact: Redact) -> WireObject:
+    out: WireObject = {"name": redact(call["name"]), "args": redact_json(call["args"], redact)}
+    if "id" in call:
+        out["id"] = redact(call["id"])
+    return out
 
 
 def to_generations(response: LLMResult, redact: Redact = _identity) -> list[list[WireObject]]:
@@ -371,13 +385,13 @@ def to_json(value: Any, depth: int = 0) -> JsonValue:
 
 
 def redact_json(value: JsonValue, redact: Redact) -> Any:
-    """``value`` with every string in it redacted (keys are kept)."""
+    """``value`` with every string in it redacted, object keys included."""
     if redact is _identity:
         return value
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: redact_json(v, redact) for k, v in value.items()}
+        return {redact(k): redact_json(v, redact) for k, v in value.items()}
     if isinstance(value, list):
         return [redact_json(v, redact) for v in value]
     return value

@@ -85,8 +85,10 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     settings such as ``security_protocol``, ``sasl_mechanism``, ``ssl_cafile``).
 
     ``redact`` (``str -> str``, e.g. to mask PII) is applied to every text before it leaves the
-    process: prompts, messages, generations, tool-call arguments, errors, tags and the string values
-    of metadata and invocation parameters; if it raises, the event is dropped, never sent unredacted.
+    process: every string of the run (prompts, messages and their names, tool calls, ids,
+    generations, errors, tags, model name, metadata and invocation-parameter keys and values; see
+    ``producer/builder.py``). If it raises or returns a non-string, the event is dropped (counted
+    as ``redact_failed``), never sent unredacted, and the warning names only the exception's type.
     At most ``max_buffered_events`` events / ``max_buffered_bytes`` bytes wait for an unreachable
     broker; newer ones are dropped and counted. ``exit_timeout`` bounds the flush at interpreter exit.
     ``limits`` are the contract's size limits: an event over ``max_event_bytes``, or over the
@@ -326,6 +328,14 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 return
             event = build_event(start, run_id, self._context, response=response, error=error)
             self._publish(event)
+        except RedactFailedError as exc:
+            self._drop(DropReason.REDACT_FAILED)
+            self._log.warning(
+                "redact",
+                "Label Studio ingest: redact raised %s; the event of run %s is dropped",
+                exc.kind,
+                run_id,
+            )
         except Exception:
             self._drop(DropReason.INVALID)
             self._callback_failed(callback)
@@ -434,11 +444,26 @@ def _mode(mode: Mode | str | Enum) -> Mode:
     raise ValueError(f"mode must be 'prompt' or 'chat', not {value!r}")
 
 
+class RedactFailedError(Exception):
+    """The redact hook raised or returned a non-string; carries only the exception's type name.
+
+    Neither its message nor its cause holds the text that was being redacted, so that logging it
+    cannot leak what redaction was meant to remove.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"redact raised {kind}")
+        self.kind = kind
+
+
 def _checked(redact: Callable[[str], str]) -> Callable[[str], str]:
     def checked(text: str) -> str:
-        result = redact(text)
+        try:
+            result = redact(text)
+        except Exception as exc:
+            raise RedactFailedError(type(exc).__name__) from None
         if not isinstance(result, str):
-            raise TypeError(f"redact must return a str, not {type(result).__name__}")
+            raise RedactFailedError(f"a non-string result ({type(result).__name__})")
         return result
 
     return checked

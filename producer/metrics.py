@@ -47,11 +47,13 @@ class DropReason(StrEnum):
     OVERSIZED = "oversized"
     """The encoded event is larger than ``Limits.max_event_bytes``."""
     INVALID = "invalid"
-    """No valid event could be built (the redact hook failed, a run end without its start, ...)."""
+    """No valid event could be built (a run end without its start, a shape the contract refuses, ...)."""
     CLOSED = "closed"
     """The handler was closed (or the process exited) before the event was delivered."""
     SENDER_EXITED = "sender_exited"
     """The sender process died (killed, out of memory) holding the event; a new one took over."""
+    REDACT_FAILED = "redact_failed"
+    """The ``redact`` hook raised (or returned a non-string): the event is not sent unredacted."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -277,3 +280,112 @@ def test_an_unexpected_failure_is_a_500_not_a_dead_connection(
     assert (reply.status, reply.body["reason"]) == (500, "internal")
     assert sink.records == []
     assert value(metrics, "ingest_webhooks_refused_total", reason="internal") == 1
+
+
+# --- slow, malformed and too many clients, over real sockets --------------------------------------------
+
+
+@pytest.fixture
+def bounded(parts: tuple[FakeReader, FakeSink, Metrics, FeedbackHook]) -> Iterator[tuple[int, Metrics]]:
+    """An endpoint with a short request deadline and room for two requests at once."""
+    _, _, metrics, hook = parts
+    running = WebhookServer("127.0.0.1", 0, hook, request_timeout_s=0.5, max_connections=2)
+    running.start()
+    yield running.port, metrics
+    running.stop()
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+def test_headers_sent_byte_by_byte_lose_the_connection_at_the_deadline(bounded: tuple[int, Metrics]) -> None:
+    port, _ = bounded
+    request = f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\n".encode() * 20
+    sock = _connect(port)
+    sent = 0
+    with contextlib.suppress(OSError):  # the server closed: the next send fails
+        for byte in request:
+            sock.send(bytes([byte]))
+            sent += 1
+            time.sleep(0.02)
+    assert sent < len(request)  # the server gave up before the client finished its headers
+    sock.close()
+
+
+def test_a_body_that_never_finishes_is_408_and_closed(bounded: tuple[int, Metrics]) -> None:
+    port, metrics = bounded
+    sock = _connect(port)
+    head = (
+        f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\nContent-Length: 100\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b'{"action": ')
+    answer = _answer(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert value(metrics, "ingest_webhooks_refused_total", reason="timeout") == 1
+
+
+def test_requests_beyond_the_cap_are_503_and_the_slots_come_back(
+    parts: tuple[FakeReader, FakeSink, Metrics, FeedbackHook],
+) -> None:
+    _, sink, metrics, hook = parts
+    running = WebhookServer("127.0.0.1", 0, hook, request_timeout_s=30, max_connections=2)
+    running.start()
+    try:
+        holders = [_connect(running.port) for _ in range(2)]  # connected, sending nothing
+        holders[0].send(b"P")
+        holders[1].send(b"P")
+        extra = _connect(running.port)
+        answer = _answer(extra)
+        extra.close()
+        assert answer.startswith(b"HTTP/1.1 503")
+        assert b'"reason": "busy"' in answer
+        assert value(metrics, "ingest_webhooks_refused_total", reason="busy") == 1
+        for holder in holders:
+            holder.close()
+        url = f"http://127.0.0.1:{running.port}{WEBHOOK_PATH}"
+        response = httpx.post(url, content=body(), headers={SECRET_HEADER: SECRET})
+        assert response.status_code == 200  # the slots were released
+        assert len(sink.records) == 1
+    finally:
+        running.stop()
+
+
+def test_a_malformed_request_is_answered_without_echoing_it(bounded: tuple[int, Metrics]) -> None:
+    port, _ = bounded
+    sock = _connect(port)
+    sock.sendall(b"GET /<script>alert(1)</script> HTTP/1.1 and-more\r\n\r\n")
+    answer = _answer(sock)
+    sock.close()
+    assert answer.endswith(b'"code": 400}')  # a bad request line gets an HTTP/0.9 answer: the body
+    assert b"script" not in answer
+    assert b"Python" not in answer
+
+
+def test_answers_name_a_reason_not_the_exception_text(
+    parts: tuple[FakeReader, FakeSink, Metrics, FeedbackHook],
+) -> None:
+    reader, sink, _, hook = parts
+    reader.fail = True
+    reply = hook.handle(body())
+    sink.fail, reader.fail = True, False
+    broker = hook.handle(body())
+    bad = hook.handle(b"\xff{not json")
+    for answer in (reply, broker, bad):
+        text = json.dumps(answer.body)
+        assert "Label Studio is down" not in text
+        assert "no ack" not in text
+        assert "Error" not in text

@@ -165,3 +165,23 @@ def test_overlay_builds_on_the_base_and_one_autoscaler() -> None:
 def test_yaml_files_are_documents_with_kind() -> None:
     for doc in DOCUMENTS:
         assert {"apiVersion", "kind", "metadata"} <= doc.body.keys(), doc.id
+
+
+def test_the_example_overlay_limits_where_events_write_and_what_they_create() -> None:
+    """The overlay is for many producers: an allowlist, creatable titles inside it, a creation cap."""
+    from fnmatch import fnmatchcase  # noqa: PLC0415
+
+    from labelstudio_ingest.consumer.settings import Settings  # noqa: PLC0415
+
+    (patch,) = load_yaml_documents(DEPLOY / "overlays" / "example" / "configmap-patch.yaml")
+    data = {**_resource("ConfigMap", "labelstudio-ingest")["data"], **patch["data"]}
+    secrets = {"LABEL_STUDIO_API_KEY": "x", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}
+    settings = Settings(**{**secrets, **data})  # the Secrets of the Deployment
+    assert settings.allowlist.active
+    assert settings.allow_create_projects
+    creatable = settings.creation_policy.name_patterns
+    assert creatable
+    for pattern in creatable:  # every creatable title is one the allowlist admits
+        example = pattern.replace("*", "2026-11-28").replace("?", "x")
+        assert any(fnmatchcase(example, allowed) for allowed in settings.allowed_project_names), pattern
+    assert 0 < settings.max_projects_per_hour <= 100

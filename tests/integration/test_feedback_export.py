@@ -193,3 +193,31 @@ def test_export_refuses_unknown_and_ambiguous_projects(rig: Rig) -> None:
     assert done.returncode == 2
     assert "no TextArea named 'nope'" in done.stderr
     assert not (rig.tmp_path / "x.jsonl").exists()
+
+
+def test_export_replaces_a_planted_symlink_with_a_private_file(rig: Rig) -> None:
+    client = rig.ls_client
+    project = client.projects.create(title=f"fb-link-{uuid.uuid4().hex[:8]}", label_config=CUSTOM_CONFIG)
+    victim = rig.tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = rig.tmp_path / "sft.jsonl"
+    out.symlink_to(victim)
+    (rig.tmp_path / "sft.jsonl.partial").symlink_to(victim)  # the old, predictable temporary name
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "KAFKA_", "LABEL_STUDIO_"))}
+    env.update(LABEL_STUDIO_URL=rig.label_studio.url, LABEL_STUDIO_API_KEY=rig.label_studio.api_key)
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "labelstudio_ingest.consumer.cli", "export", "--format", "sft"),
+            *("--project", str(project.id), "--out", str(out), "--incremental"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "keep me"
+    assert not out.is_symlink()
+    assert (out.stat().st_mode & 0o777) == 0o600
+    assert out.read_text() == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -81,6 +82,8 @@ def test_annotations_become_feedback_events_once_each(rig: Rig, kafka_topic: Cal
         INGEST_WEBHOOK_HOST="127.0.0.1",
         INGEST_WEBHOOK_SECRET=SECRET,
         INGEST_FEEDBACK_TOPIC=feedback_topic,
+        INGEST_WEBHOOK_MAX_CONNECTIONS="3",
+        INGEST_WEBHOOK_REQUEST_TIMEOUT_S="5",
     )
     title = f"fb-hooks-{uuid.uuid4().hex[:8]}"
     run = prompt_event(
@@ -154,10 +157,23 @@ def test_annotations_become_feedback_events_once_each(rig: Rig, kafka_topic: Cal
         # the metrics port serves only metrics and probes
         assert httpx.get(consumer.url(WEBHOOK_PATH), timeout=10).status_code == 404
 
+        # slow clients hold a connection slot until the request deadline, never a fourth one
+        holders = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(3)]
+        for holder in holders:
+            holder.sendall(f"POST {WEBHOOK_PATH} HTTP/1.1\r\n{SECRET_HEADER}: ".encode())  # never finished
+        response = httpx.post(url, json=replay, headers={SECRET_HEADER: SECRET}, timeout=30)
+        assert (response.status_code, response.json()["reason"]) == (503, "busy")
+        assert [holder.recv(1024) for holder in holders] == [b"", b"", b""]  # closed at the deadline
+        for holder in holders:
+            holder.close()
+        response = httpx.post(url, json=replay, headers={SECRET_HEADER: SECRET}, timeout=30)
+        assert (response.status_code, response.json()["status"]) == (200, "duplicate")
+        assert consumer.metric("ingest_webhooks_refused_total", reason="busy") == 1
+
         assert len(feedback(rig, feedback_topic, expect=4, timeout=5)) == 3
         assert consumer.metric("ingest_feedback_published_total") == 3
         assert consumer.metric("ingest_feedback_skipped_total", reason="not_ingested") == 1
-        assert consumer.metric("ingest_feedback_skipped_total", reason="duplicate") == 1
+        assert consumer.metric("ingest_feedback_skipped_total", reason="duplicate") == 2
         assert consumer.metric("ingest_webhooks_refused_total", reason="unauthorized") == 2
         assert SECRET not in consumer.log_text()
         assert rig.label_studio.api_key not in consumer.log_text()

@@ -6,11 +6,17 @@ same batches still arrive.
 
 from __future__ import annotations
 
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from labelstudio_ingest.consumer import deadletter as dl
+from labelstudio_ingest.consumer.cli import main
 from labelstudio_ingest.consumer.labelconfig import default_config
 from labelstudio_ingest.schemas import Target
 from tests.consumer.runner import Rig, eventually, project_titled, prompt_event, read_topic, run_ids_of
@@ -140,3 +146,122 @@ def test_allowlist_turns_other_targets_into_dead_letters(rig: Rig) -> None:
         consumer.kill()
         for project in (listed, unlisted):
             rig.ls_client.projects.delete(id=project.id)
+
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
+)
+
+
+class CountingProxy:
+    """A plain HTTP proxy to Label Studio that records every request's method and path with query."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.requests: list[tuple[str, str]] = []
+        self._client = httpx.Client(timeout=120)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                proxy.forward(self)
+
+            do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        self.requests.append((handler.command, handler.path))
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
+        try:
+            response = self._client.request(
+                handler.command, self.upstream + handler.path, headers=headers, content=body
+            )
+        except httpx.HTTPError:
+            return
+        handler.send_response(response.status_code)
+        for key, value in response.headers.items():
+            if key.lower() not in HOP_BY_HOP:
+                handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(response.content)))
+        handler.end_headers()
+        handler.wfile.write(response.content)
+
+    def project_listings(self) -> list[dict[str, list[str]]]:
+        """The queries of ``GET /api/projects/`` requests."""
+        return [
+            parse_qs(urlsplit(path).query)
+            for method, path in list(self.requests)
+            if method == "GET" and urlsplit(path).path == "/api/projects/"
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._client.close()
+
+
+def test_creation_patterns_and_the_hourly_cap_make_replayable_dead_letters_cheaply(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = f"capped-{uuid.uuid4().hex[:6]}"
+    first, second = (Target(project_name=f"{prefix}-{n}") for n in ("a", "b"))
+    creatable = [prompt_event(target=first), prompt_event(target=second)]
+    flood = [prompt_event(target=Target(project_name=_title("flood"))) for _ in range(60)]
+    rig.publisher.events(rig.topic, [*creatable, *flood])
+    proxy = CountingProxy(rig.label_studio.url)
+    consumer = rig.consumer(
+        LABEL_STUDIO_URL=proxy.url,
+        INGEST_CREATE_PROJECT_NAMES=f"{prefix}-*",
+        INGEST_MAX_PROJECTS_PER_HOUR="1",
+    ).start()
+    try:
+        consumer.wait_ready()
+        dead = read_topic(rig.bootstrap, f"{rig.topic}.dlq", expect=len(flood) + 1)
+        reasons = _reasons(dead)
+        assert {reasons[str(e.run_id).encode()] for e in flood} == {"not_allowed"}
+        over_cap = [e for e in creatable if reasons.get(str(e.run_id).encode()) == "project_limit"]
+        assert len(over_cap) == 1
+        message = next(
+            dl.header(list(r.headers), dl.H_MESSAGE)
+            for r in dead
+            if r.key == str(over_cap[0].run_id).encode()
+        )
+        assert "INGEST_MAX_PROJECTS_PER_HOUR" in (message or "")
+        assert consumer.metric("ingest_projects_created_total") == 1
+        # 60 unknown titles: no lookup of their own, one listing of every title between them
+        listings = proxy.project_listings()
+        flood_titles = {e.target.project_name for e in flood}
+        assert not [q for q in listings if set(q.get("title", [])) & flood_titles]
+        assert len([q for q in listings if "title" not in q and q.get("page", ["1"]) == ["1"]]) <= 2
+        assert consumer.terminate() == 0  # leaves the group at once
+    finally:
+        consumer.kill()
+        proxy.close()
+
+    # Later (the cap raised, or an hour on), the dead letter is replayed and imported.
+    replaying = rig.consumer(INGEST_MAX_PROJECTS_PER_HOUR="5").start()
+    try:
+        replaying.wait_ready()
+        code = main(
+            [
+                *("dlq", "replay", "--reason", "project_limit"),
+                *("--kafka-bootstrap-servers", rig.bootstrap, "--topic", rig.topic, "--timeout", "10"),
+            ]
+        )
+        assert code == 0, capsys.readouterr()
+        title = over_cap[0].target.project_name or ""
+        project = eventually(lambda: project_titled(rig.ls_client, title), message="the replayed project")
+        eventually(lambda: run_ids_of(rig.ls_client, project.id) == [str(over_cap[0].run_id)])
+    finally:
+        replaying.kill()

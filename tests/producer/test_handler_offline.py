@@ -189,7 +189,7 @@ def test_a_failing_redact_hook_drops_the_event_instead_of_leaking_it(
     handler = make_handler(bootstrap_servers=offline_bootstrap, producer_config=OFFLINE, redact=redact)
     assert FakeListLLM(responses=["ok"]).invoke("secret", config={"callbacks": [handler]}) == "ok"
     assert handler.stats.buffered == 0
-    assert handler.stats.dropped_by_reason == {DropReason.INVALID.value: 1}
+    assert handler.stats.dropped_by_reason == {DropReason.REDACT_FAILED.value: 1}
     assert handler.pending_runs == 0
 
 
