@@ -37,6 +37,7 @@ from labelstudio_ingest.consumer.annotations import (
     prompt_value,
 )
 from labelstudio_ingest.consumer.dlq import parse_time
+from labelstudio_ingest.consumer.private_file import private_output
 
 Format = Literal["sft", "preference", "reward"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -115,7 +116,7 @@ class ExportState:
             raise ValueError(f"bad export state file {path}: {exc}") from None
 
     def save(self, path: Path) -> None:
-        """Write the state atomically (a temporary file renamed over the old one)."""
+        """Write the state whole, mode 0600, never through a planted file (:func:`private_output`)."""
         body = {
             "version": STATE_VERSION,
             "project_id": self.project_id,
@@ -123,9 +124,8 @@ class ExportState:
             "high_water": self.high_water.isoformat() if self.high_water else None,
             "recent": {str(k): v for k, v in sorted(self.recent.items())},
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(body, indent=1) + "\n", "utf-8")
-        tmp.replace(path)
+        with private_output(path) as stream:
+            stream.write(json.dumps(body, indent=1) + "\n")
 
     @property
     def since(self) -> datetime | None:

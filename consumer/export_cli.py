@@ -11,19 +11,17 @@ Exit codes: 0 done (also when records were skipped), 1 Label Studio failed, 2 ba
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import signal
 import sys
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from labelstudio_ingest.consumer.logs import Masker
+from labelstudio_ingest.consumer.private_file import private_output
 from labelstudio_ingest.consumer.settings import describe_errors
 
 if TYPE_CHECKING:
@@ -233,29 +231,6 @@ def _export(args: argparse.Namespace, conn: LabelStudioConnection, since: dateti
     return EXIT_OK
 
 
-@contextlib.contextmanager
-def private_output(out: Path) -> Iterator[IO[str]]:
-    """A text stream that becomes ``out`` (mode 0600) when the block ends without an exception.
-
-    It writes to a new file of a random name in ``out``'s directory, created with ``O_CREAT |
-    O_EXCL | O_NOFOLLOW`` and mode 0600 (``tempfile.mkstemp``): nothing planted in advance — a
-    symlink, a file under a guessable name — is written through or read by anyone else meanwhile.
-    The finished file is synced and renamed over ``out``, which replaces a symlink at ``out`` rather
-    than following it. On any failure the temporary file is removed and ``out`` is untouched.
-    """
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -263,7 +238,6 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 __all__ = [
     "LabelStudioConnection",
     "default_state_path",
-    "private_output",
     "register",
     "resolve_project",
     "run",

@@ -1,4 +1,4 @@
-"""``export --out`` writes a private file: nothing planted beside the target is followed or reused."""
+"""`export --out` and its `--state` file are private: nothing planted beside them is followed or reused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from labelstudio_ingest.consumer.export_cli import private_output
+from labelstudio_ingest.consumer.export import ExportState
+from labelstudio_ingest.consumer.private_file import private_output
 
 
 def _plant_victim(tmp_path: Path) -> Path:
@@ -62,3 +63,15 @@ def test_a_failed_export_leaves_the_old_output_and_no_temporary_file(tmp_path: P
         fail_half_way()
     assert out.read_text() == "previous\n"
     assert [p.name for p in tmp_path.iterdir()] == ["sft.jsonl"]
+
+
+def test_the_state_file_is_private_and_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    victim = _plant_victim(tmp_path)
+    state_path = tmp_path / "state.json"
+    (tmp_path / "state.json.tmp").symlink_to(victim)
+    state_path.symlink_to(victim)
+    ExportState(project_id=7, format="sft").save(state_path)
+    assert victim.read_text() == "keep me"
+    assert not state_path.is_symlink()
+    assert stat.S_IMODE(state_path.stat().st_mode) == 0o600
+    assert ExportState.load(state_path, 7, "sft").project_id == 7
