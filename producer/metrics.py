@@ -5,7 +5,8 @@ Every transport keeps one :class:`Counters`; a single process-wide collector (re
 
 - ``labelstudio_ingest_producer_published_total{topic}``: events the broker acknowledged.
 - ``labelstudio_ingest_producer_failed_total{topic}``: events the broker refused for good.
-- ``labelstudio_ingest_producer_dropped_total{topic,reason}``: events discarded before delivery.
+- ``labelstudio_ingest_producer_dropped_total{topic,reason}``: events discarded before delivery
+  (``reason="sampled_out"``: left out on purpose by sampling; every other reason is a loss).
 - ``labelstudio_ingest_producer_buffered_events{topic}``: events waiting or in flight right now.
 - ``labelstudio_ingest_producer_connection_errors_total``: failed attempts to connect to Kafka (no broker
   answers, TLS handshake or SASL authentication refused); the events wait in the buffer meanwhile.
@@ -52,6 +53,8 @@ class DropReason(StrEnum):
     """The handler was closed (or the process exited) before the event was delivered."""
     SENDER_EXITED = "sender_exited"
     """The sender process died (killed, out of memory) holding the event; a new one took over."""
+    SAMPLED_OUT = "sampled_out"
+    """Left out on purpose by sampling (``sample_rate``, the per-call override): not a loss."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,86 @@
+"""The handler when publishing is switched off (``enabled=False``, ``INGEST_PRODUCER_ENABLED=false``).
+
+It keeps the handler's public surface so the app's code does not change, but starts no thread or
+process and imports no Kafka client; its ``ignore_*`` properties tell LangChain never to call it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelstudio_ingest.producer.handler import LabelStudioCallbackHandler
+from labelstudio_ingest.producer.metrics import ProducerStats
+
+
+class DisabledCallbackHandler(LabelStudioCallbackHandler):
+    """A :class:`LabelStudioCallbackHandler` that publishes nothing and costs nothing."""
+
+    enabled = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Takes (and ignores) the options of an enabled handler."""
+        self._runs = {}
+        self._sampled_out = {}
+
+    def on_llm_start(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_llm_error(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_chain_error(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_tool_start(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_tool_end(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_tool_error(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    @property
+    def ignore_llm(self) -> bool:
+        """LangChain never calls a disabled handler."""
+        return True
+
+    @property
+    def ignore_chat_model(self) -> bool:
+        """LangChain never calls a disabled handler."""
+        return True
+
+    @property
+    def ignore_chain(self) -> bool:
+        """LangChain never calls a disabled handler."""
+        return True
+
+    @property
+    def ignore_agent(self) -> bool:
+        """LangChain never calls a disabled handler."""
+        return True
+
+    def flush(self, *args: Any, **kwargs: Any) -> bool:
+        """Nothing is ever pending."""
+        return True
+
+    def close(self, *args: Any, **kwargs: Any) -> bool:
+        """Nothing to release."""
+        return True
+
+    @property
+    def stats(self) -> ProducerStats:
+        """All zero."""
+        return ProducerStats()
