@@ -1,0 +1,34 @@
+"""An agent-ish LangChain run for the trace tests: a chain whose step calls a chat model twice."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+
+from labelstudio_ingest.producer.sampling import trace_fraction
+
+from .fakes import FakeListChatModel
+
+
+def two_step_agent(model: BaseLanguageModel[Any] | None = None) -> Runnable[str, str]:
+    """``question → plan (LLM call 1) → answer (LLM call 2)``, as a sequence of lambdas: the LLM runs sit
+    two levels below the root run, like the calls of a ReAct agent."""
+    llm = model or FakeListChatModel(responses=["look it up", "Paris."])
+
+    def think(question: str, config: RunnableConfig) -> str:
+        plan = llm.invoke(f"Plan for: {question}", config)
+        answer = llm.invoke(f"Do: {getattr(plan, 'text', plan)}", config)
+        return str(getattr(answer, "text", answer))
+
+    return RunnableLambda(lambda q: q.strip()) | RunnableLambda(think)
+
+
+def root_id(*, kept: bool, rate: float = 0.5) -> uuid.UUID:
+    """A fresh root run id whose trace a ``rate`` sampler keeps (or drops)."""
+    while True:
+        candidate = uuid.uuid4()
+        if (trace_fraction(candidate) < rate) == kept:
+            return candidate
