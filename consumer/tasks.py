@@ -45,9 +45,7 @@ def build_tasks(
         inputs = [_dialogue_value(conversation, layout) for conversation in event.messages]
     run_id = str(event.run_id)
     meta = _meta(event)
-    trace_data, trace_meta = trace_columns(event, trace_url_template)
-    if trace_meta is not None:
-        meta["trace"] = trace_meta
+    trace_data, meta["trace"] = trace_columns(event, trace_url_template)
     generations = event.generations
     tasks: list[dict[str, Any]] = []
     for index, value in enumerate(inputs):

@@ -6,8 +6,9 @@ An event's optional ``trace`` (see ``schemas.TraceLink``) becomes::
            "trace_url": "<INGEST_TRACE_URL_TEMPLATE filled in>"}
     meta: {"trace": {"root_run_id": ..., "langsmith_trace_id": ..., "otel_trace_id": ..., "url": ...}}
 
-Only the ids the event has are written. ``data.trace_id`` is the same for every LLM call of one agent
-run, so filtering the data manager on it shows the whole run. The link template names its fields in
+Only the ids the event has become columns; ``meta.trace`` is null for a run without a trace.
+``data.trace_id`` is the same for every LLM call of one agent run, so filtering the data manager on it
+shows the whole run. The link template names its fields in
 braces: ``{trace_id}`` (the root run id), ``{root_run_id}``, ``{langsmith_trace_id}``,
 ``{otel_trace_id}`` and ``{run_id}``; a task gets no link when the event lacks a field it names.
 """
