@@ -11,6 +11,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
+from examples import publish_without_langchain as publish_example
 from labelstudio_ingest.producer import LabelStudioPublisher, PublishOutcome
 from labelstudio_ingest.schemas import ChatEvent, PromptEvent, Role, Target
 
@@ -139,3 +140,13 @@ def test_failures_are_always_published_and_the_rest_is_sampled_or_counted(
     assert (failed.error.type, failed.error.message) == ("ReportedError", "rate limited")
     assert failed.generations == []
     assert asked.error is None
+
+
+def test_the_example_publishes_its_calls(kafka_bootstrap: str, kafka_topic: Callable[..., str]) -> None:
+    topic = kafka_topic(1)
+    assert publish_example.main(["--bootstrap-servers", kafka_bootstrap, "--topic", topic]) == 0
+    events = [read.event for read in read_events(kafka_bootstrap, topic, 2)]
+    assert [e.model_name for e in events] == ["example-model-1", "example-model-1"]
+    assert all(
+        isinstance(e, ChatEvent) and e.token_usage and e.token_usage.total_tokens == 28 for e in events
+    )
