@@ -52,6 +52,15 @@ class DisabledCallbackHandler(LabelStudioCallbackHandler):
     def on_tool_error(self, *args: Any, **kwargs: Any) -> None:
         """Nothing to do."""
 
+    def on_retriever_start(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_retriever_end(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
+    def on_retriever_error(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to do."""
+
     @property
     def ignore_llm(self) -> bool:
         """LangChain never calls a disabled handler."""
@@ -69,6 +78,11 @@ class DisabledCallbackHandler(LabelStudioCallbackHandler):
 
     @property
     def ignore_agent(self) -> bool:
+        """LangChain never calls a disabled handler."""
+        return True
+
+    @property
+    def ignore_retriever(self) -> bool:
         """LangChain never calls a disabled handler."""
         return True
 

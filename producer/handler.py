@@ -343,10 +343,30 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         """Agent steps and tools are followed (not published) for the trace root, like chains."""
         return False
 
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any],
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the retriever's trace root (a retriever may call a model itself)."""
+        self._run_started(run_id, parent_run_id)
+
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget the retriever."""
+        self._roots.ended(run_id)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget the retriever."""
+        self._roots.ended(run_id)
+
     @property
     def ignore_retriever(self) -> bool:
-        """Retrievers are not LLM runs: skip their events."""
-        return True
+        """Retrievers are followed (not published) for the trace root, like chains."""
+        return False
 
     @property
     def ignore_retry(self) -> bool:
@@ -381,8 +401,8 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
 
     @property
     def pending_runs(self) -> int:
-        """Runs started and not yet ended or failed."""
-        return len(self._runs)
+        """Runs started and not yet ended or failed (sampled out or not)."""
+        return len(self._runs) + len(self._sampled_out)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -391,8 +411,8 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ) -> None:
         try:
             start = self._runs.pop(run_id, None)
-            if start is None and run_id in self._sampled_out:
-                sampled_out = self._sampled_out.pop(run_id)
+            sampled_out = self._sampled_out.pop(run_id, None) if start is None else None
+            if sampled_out is not None:
                 if error is None:
                     self._drop(DropReason.SAMPLED_OUT)
                     return

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
 from langchain_core.language_models import BaseLanguageModel
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from labelstudio_ingest.producer.sampling import trace_fraction
@@ -32,3 +35,15 @@ def root_id(*, kept: bool, rate: float = 0.5) -> uuid.UUID:
         candidate = uuid.uuid4()
         if (trace_fraction(candidate) < rate) == kept:
             return candidate
+
+
+class AskingRetriever(BaseRetriever):
+    """A retriever that asks a chat model (as multi-query retrievers do) before it answers."""
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        answer = FakeListChatModel(responses=["a document"]).invoke(
+            query, config={"callbacks": run_manager.get_child()}
+        )
+        return [Document(page_content=str(answer.content))]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableLambda
 from langsmith.run_helpers import tracing_context
 from langsmith.run_trees import RunTree
 from opentelemetry import trace
@@ -18,7 +19,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext
 from labelstudio_ingest.producer import LabelStudioCallbackHandler
 from labelstudio_ingest.schemas import ChatEvent
 
-from .agents import root_id, two_step_agent
+from .agents import AskingRetriever, root_id, two_step_agent
 from .fakes import FailingLLM, FakeListChatModel
 from .support import read_events, run_app
 
@@ -141,3 +142,19 @@ def test_an_llm_call_outside_any_chain_is_its_own_root(
     assert isinstance(read.event, ChatEvent)
     assert read.event.trace is not None
     assert read.event.trace.root_run_id == run == read.event.run_id
+
+
+def test_an_llm_call_inside_a_retriever_has_the_chains_root(
+    kafka_bootstrap: str, topic: str, handlers: Callable[..., LabelStudioCallbackHandler]
+) -> None:
+    handler = handlers(bootstrap_servers=kafka_bootstrap, topic=topic)
+    root = uuid.uuid4()
+    chain = RunnableLambda(lambda q: q) | AskingRetriever()
+
+    chain.invoke("find it", config={"run_id": root, "callbacks": [handler]})
+
+    assert handler.flush(30)
+    [read] = read_events(kafka_bootstrap, topic, 1)
+    assert read.event.trace is not None
+    assert read.event.trace.root_run_id == root
+    assert len(handler._roots) == 0
