@@ -91,6 +91,13 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     producer's ``max_request_size`` less 1 KiB of record overhead, is dropped and counted as
     ``oversized`` (never truncated: a cut response would be labelled as if it were whole).
 
+    Sampling (``sampling.py``): ``sample_rate`` (env ``INGEST_SAMPLE_RATE``, default 1) publishes that
+    share of traces, decided from each run's trace root so an agent run is kept or dropped whole;
+    ``keep_tags`` (env ``INGEST_SAMPLE_KEEP_TAGS``), ``metadata={"labelstudio_sample": True|False}`` and
+    failures override it; sampled-out runs are counted (``sampled_out``). Every event carries its
+    trace (``traces.py``). ``enabled=False`` (env ``INGEST_PRODUCER_ENABLED=false``) makes the handler
+    a no-op that starts and imports nothing (``disabled.py``).
+
     A run whose kind differs from ``mode`` (a chat model under ``mode="prompt"``, a text LLM under
     ``mode="chat"``) is published with its real kind, and the handler warns once.
 

@@ -15,6 +15,7 @@ from langsmith.run_helpers import tracing_context
 from langsmith.run_trees import RunTree
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext
+from prometheus_client import REGISTRY, generate_latest
 
 from labelstudio_ingest.producer import LabelStudioCallbackHandler
 from labelstudio_ingest.schemas import ChatEvent
@@ -120,6 +121,8 @@ def test_sampling_keeps_or_drops_whole_agent_runs_in_every_process(
     assert json.loads(other_process.stdout) == {"sampled_out": 2}
     assert handler.flush(30)
     assert handler.stats.dropped_by_reason == {"sampled_out": 4}
+    metric = f'labelstudio_ingest_producer_dropped_total{{reason="sampled_out",topic="{topic}"}} 4.0'
+    assert metric in generate_latest(REGISTRY).decode()
     events = [read.event for read in read_events(kafka_bootstrap, topic, 9)]
     per_root = Counter(e.trace.root_run_id for e in events if e.trace is not None)
     assert per_root == {kept: 4, tagged: 2, asked: 2, failed: 1}
