@@ -52,7 +52,7 @@ def build_tasks(
         predictions = _predictions(generations[index], event.model_name, layout) if generations else []
         tasks.append(
             {
-                "data": {layout.data_key: value, "run_id": run_id, "prompt_index": index, **trace_data},
+                "data": {**trace_data, layout.data_key: value, "run_id": run_id, "prompt_index": index},
                 "predictions": predictions,
                 "meta": dict(meta),
             }

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
+from labelstudio_ingest.consumer.labelconfig import task_layout
 from labelstudio_ingest.consumer.settings import Settings
 from labelstudio_ingest.consumer.tasks import build_tasks
 from labelstudio_ingest.consumer.tracelinks import check_url_template
@@ -79,3 +80,10 @@ def test_the_template_setting_is_checked_at_start_up(monkeypatch: pytest.MonkeyP
         Settings()
     monkeypatch.delenv("INGEST_TRACE_URL_TEMPLATE")
     assert Settings().trace_url_template is None
+
+
+def test_a_project_whose_input_column_is_named_trace_id_keeps_its_input() -> None:
+    layout = task_layout('<View><Text name="q" value="$trace_id"/><TextArea name="a" toName="q"/></View>')
+    [task] = build_tasks(prompt_event(["the prompt"], trace=TRACE), layout)
+    assert task["data"]["trace_id"] == "the prompt"
+    assert task["meta"]["trace"]["root_run_id"] == str(ROOT)
