@@ -3,6 +3,7 @@ carries the run's root id, and is kept or dropped with the others, in any proces
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections import Counter
@@ -160,4 +161,26 @@ def test_an_llm_call_inside_a_retriever_has_the_chains_root(
     [read] = read_events(kafka_bootstrap, topic, 1)
     assert read.event.trace is not None
     assert read.event.trace.root_run_id == root
+    assert len(handler._roots) == 0
+
+
+def test_concurrent_agent_runs_keep_their_own_roots(
+    kafka_bootstrap: str, topic: str, handlers: Callable[..., LabelStudioCallbackHandler]
+) -> None:
+    handler = handlers(bootstrap_servers=kafka_bootstrap, topic=topic)
+    roots = [uuid.uuid4() for _ in range(8)]
+
+    async def ask_all() -> None:
+        await asyncio.gather(
+            *(
+                two_step_agent().ainvoke("q", config={"run_id": root, "callbacks": [handler]})
+                for root in roots
+            )
+        )
+
+    asyncio.run(ask_all())
+
+    assert handler.flush(30)
+    events = [read.event for read in read_events(kafka_bootstrap, topic, 16)]
+    assert Counter(e.trace.root_run_id for e in events if e.trace is not None) == dict.fromkeys(roots, 2)
     assert len(handler._roots) == 0
