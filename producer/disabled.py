@@ -6,10 +6,13 @@ process and imports no Kafka client; its ``ignore_*`` properties tell LangChain 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from labelstudio_ingest.producer import settings as env
 from labelstudio_ingest.producer.handler import LabelStudioCallbackHandler
 from labelstudio_ingest.producer.metrics import ProducerStats
+from labelstudio_ingest.schemas import DEFAULT_PROJECT_NAME, DEFAULT_TOPIC
 
 
 class DisabledCallbackHandler(LabelStudioCallbackHandler):
@@ -18,9 +21,13 @@ class DisabledCallbackHandler(LabelStudioCallbackHandler):
     enabled = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Takes (and ignores) the options of an enabled handler."""
+        """Takes the options of an enabled handler; keeps the target's, checks none of them."""
         self._runs = {}
         self._sampled_out = {}
+        self.project_id = kwargs.get("project_id")
+        self.project_name = kwargs.get("project_name", DEFAULT_PROJECT_NAME)
+        self.project_config = kwargs.get("project_config")
+        self.topic = str(kwargs.get("topic") or os.environ.get(env.ENV_TOPIC) or DEFAULT_TOPIC)
 
     def on_llm_start(self, *args: Any, **kwargs: Any) -> None:
         """Nothing to do."""

@@ -78,8 +78,9 @@ def test_a_disabled_handler_imports_no_kafka_client_and_starts_no_thread_or_proc
 
 
 def test_a_disabled_handler_is_never_called_by_langchain() -> None:
-    handler = LabelStudioCallbackHandler(enabled=False)
+    handler = LabelStudioCallbackHandler(enabled=False, project_name="P", topic="t")
     assert isinstance(handler, LabelStudioCallbackHandler)
+    assert (handler.enabled, handler.project_name, handler.topic) == (False, "P", "t")
     assert all(
         getattr(handler, f"ignore_{kind}") for kind in ("llm", "chat_model", "chain", "agent", "retriever")
     )
