@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, Literal
 from uuid import UUID
@@ -159,7 +159,7 @@ class SampledOut:
         )
         elapsed = max(time.perf_counter() - self.started, 0.0)
         start.started = self.started
-        start.started_at = datetime.now(UTC) - timedelta(seconds=elapsed)
+        start.started_at = datetime.fromtimestamp(time.time() - elapsed, start.started_at.tzinfo)
         return start
 
 
