@@ -43,7 +43,7 @@ from labelstudio_ingest.schemas import (
     version_headers,
 )
 
-if TYPE_CHECKING:  # kafka-python is imported only by a handler that publishes
+if TYPE_CHECKING:  # kafka-python is imported where it runs: the sender thread, or the sender process
     from kafka import KafkaProducer
 
 logger = logging.getLogger(__name__)
