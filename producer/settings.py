@@ -74,6 +74,8 @@ _FORBIDDEN_SETTINGS = {
     "value_serializer": "the handler sends encoded bytes",
     "transactional_id": "events are published one by one, not in transactions",
 }
+_KNOWN_SETTINGS = {*PRODUCER_DEFAULTS, *ENV_SECURITY.values(), "max_request_size", "compression_type"}
+"""Settings known to be kafka-python's without importing it; others are checked against its own list."""
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
@@ -172,10 +174,13 @@ def producer_settings(bootstrap_servers: list[str], overrides: Mapping[str, Any]
     Raises:
         ValueError: for a setting kafka-python does not know, or one the handler must own.
     """
-    from kafka import KafkaProducer  # noqa: PLC0415 - not imported by a disabled handler
-
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(KafkaProducer.DEFAULT_CONFIG))
+    unknown = sorted(set(overrides) - _KNOWN_SETTINGS)
+    if unknown:
+        # only now: an app whose events go to a sender process never imports kafka-python itself
+        from kafka import KafkaProducer  # noqa: PLC0415
+
+        unknown = sorted(set(unknown) - set(KafkaProducer.DEFAULT_CONFIG))
     if unknown:
         raise ValueError(f"unknown kafka-python producer settings: {', '.join(unknown)}")
     for key, why in _FORBIDDEN_SETTINGS.items():
