@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -47,3 +48,15 @@ class AskingRetriever(BaseRetriever):
             query, config={"callbacks": run_manager.get_child()}
         )
         return [Document(page_content=str(answer.content))]
+
+
+def active_span(trace_id: int) -> tuple[AbstractContextManager[Any], str | None]:
+    """A context with an OpenTelemetry span of ``trace_id`` active, and the id the event should carry;
+    where opentelemetry-api is not installed (the Python-version matrix), no span and no id."""
+    try:
+        from opentelemetry import trace  # noqa: PLC0415
+        from opentelemetry.trace import NonRecordingSpan, SpanContext  # noqa: PLC0415
+    except ImportError:
+        return nullcontext(), None
+    span = NonRecordingSpan(SpanContext(trace_id=trace_id, span_id=1, is_remote=False))
+    return trace.use_span(span), f"{trace_id:032x}"

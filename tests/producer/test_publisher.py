@@ -8,14 +8,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from examples import publish_without_langchain as publish_example
 from labelstudio_ingest.producer import LabelStudioPublisher, PublishOutcome
 from labelstudio_ingest.schemas import ChatEvent, PromptEvent, Role, Target
 
-from .agents import root_id
+from .agents import active_span, root_id
 from .support import read_events
 
 pytestmark = pytest.mark.integration
@@ -54,8 +52,8 @@ def test_chat_and_prompt_calls_are_published_as_the_callbacks_events(
     publisher: LabelStudioPublisher, kafka_bootstrap: str
 ) -> None:
     root = root_id(kept=True)
-    span = NonRecordingSpan(SpanContext(trace_id=0xABC, span_id=1, is_remote=False))
-    with trace.use_span(span):
+    span, otel_id = active_span(0xABC)
+    with span:
         chat = publisher.publish(
             messages=OPENAI_CHAT,
             response={"content": "It is 18°C and sunny.", "tool_calls": []},
@@ -94,7 +92,7 @@ def test_chat_and_prompt_calls_are_published_as_the_callbacks_events(
     assert chat_event.ended_at is not None
     assert (chat_event.ended_at - chat_event.started_at).total_seconds() >= 0.12
     assert chat_event.trace is not None
-    assert (chat_event.trace.root_run_id, chat_event.trace.otel_trace_id) == (root, f"{0xABC:032x}")
+    assert (chat_event.trace.root_run_id, chat_event.trace.otel_trace_id) == (root, otel_id)
     assert chat_event.target.project_name == "sdk-calls"
     assert isinstance(prompt_event, PromptEvent)
     assert [g.text for g in prompt_event.generations[0]] == ["4", "four"]

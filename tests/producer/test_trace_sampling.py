@@ -14,14 +14,12 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 from langsmith.run_helpers import tracing_context
 from langsmith.run_trees import RunTree
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext
 from prometheus_client import REGISTRY, generate_latest
 
 from labelstudio_ingest.producer import LabelStudioCallbackHandler
 from labelstudio_ingest.schemas import ChatEvent
 
-from .agents import AskingRetriever, root_id, two_step_agent
+from .agents import AskingRetriever, active_span, root_id, two_step_agent
 from .fakes import FailingLLM, FakeListChatModel
 from .support import read_events, run_app
 
@@ -60,10 +58,10 @@ def test_both_llm_calls_of_an_agent_run_carry_its_root_and_the_active_trace_ids(
 ) -> None:
     handler = handlers(bootstrap_servers=kafka_bootstrap, topic=topic)
     root = uuid.uuid4()
-    span = NonRecordingSpan(SpanContext(trace_id=OTEL_TRACE_ID, span_id=1, is_remote=False))
+    span, otel_id = active_span(OTEL_TRACE_ID)
     run_tree = RunTree(name="traceable outer function", run_type="chain")
 
-    with trace.use_span(span):
+    with span:
         _ask(handler, root)
     with tracing_context(parent=run_tree, enabled=False):
         _ask(handler, uuid.uuid4())
@@ -72,8 +70,8 @@ def test_both_llm_calls_of_an_agent_run_carry_its_root_and_the_active_trace_ids(
     events = [read.event for read in read_events(kafka_bootstrap, topic, 4)]
     links = [e.trace for e in events if e.trace is not None]
     assert [(t.root_run_id, t.otel_trace_id, t.langsmith_trace_id) for t in links] == [
-        (root, f"{OTEL_TRACE_ID:032x}", None),
-        (root, f"{OTEL_TRACE_ID:032x}", None),
+        (root, otel_id, None),
+        (root, otel_id, None),
         # Under a LangSmith run tree LangChain's root run is its child: the run tree is the root.
         (run_tree.id, None, run_tree.trace_id),
         (run_tree.id, None, run_tree.trace_id),

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from langsmith.run_helpers import tracing_context
 from langsmith.run_trees import RunTree
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from labelstudio_ingest.producer.traces import TraceRoots, langsmith_trace_id, otel_trace_id, trace_link
 
 OTEL_TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 
 
-def _span(trace_id: int) -> NonRecordingSpan:
-    return NonRecordingSpan(SpanContext(trace_id=trace_id, span_id=0xB7AD6B7169203331, is_remote=False))
+def _otel() -> Any:
+    """opentelemetry.trace, or a skip where it is not installed (the Python-version matrix)."""
+    return pytest.importorskip("opentelemetry.trace")
+
+
+def _span(trace_id: int) -> Any:
+    api = _otel()
+    return api.NonRecordingSpan(
+        api.SpanContext(trace_id=trace_id, span_id=0xB7AD6B7169203331, is_remote=False)
+    )
 
 
 def test_every_run_below_a_root_has_that_root() -> None:
@@ -63,6 +70,7 @@ def test_the_active_langsmith_run_trees_trace_id_is_read() -> None:
 
 
 def test_the_active_opentelemetry_trace_id_is_read_as_32_hex_digits() -> None:
+    trace = _otel()
     with trace.use_span(_span(OTEL_TRACE_ID)):
         assert otel_trace_id() == "0af7651916cd43dd8448eb211c80319c"
     with trace.use_span(_span(0)):  # an invalid span context
@@ -70,8 +78,9 @@ def test_the_active_opentelemetry_trace_id_is_read_as_32_hex_digits() -> None:
 
 
 def test_neither_package_is_looked_at_unless_the_app_imported_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    trace, span = _otel(), _span(OTEL_TRACE_ID)
     monkeypatch.delitem(sys.modules, "opentelemetry.trace")
     monkeypatch.delitem(sys.modules, "langsmith.run_helpers")
     run_tree = RunTree(name="agent", run_type="chain")
-    with trace.use_span(_span(OTEL_TRACE_ID)), tracing_context(parent=run_tree, enabled=False):
+    with trace.use_span(span), tracing_context(parent=run_tree, enabled=False):
         assert trace_link(UUID(int=1)) == {"root_run_id": UUID(int=1)}
