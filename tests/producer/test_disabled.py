@@ -42,26 +42,29 @@ APP = """
         "close": handler.close(),
         "dropped": handler.stats.dropped,
     }}
-    # The control: an enabled handler does load kafka-python (so the check above can fail).
-    LabelStudioCallbackHandler(enabled=True, sender="thread", bootstrap_servers="127.0.0.1:1").close(0)
+    # The control: an enabled handler that publishes does load kafka-python (so the check above can fail).
+    enabled = LabelStudioCallbackHandler(enabled=True, sender="thread", bootstrap_servers={bootstrap!r})
+    chat.invoke("hi", config={{"callbacks": [enabled]}})
+    enabled.close(30)
     report["kafka_when_enabled"] = "kafka" in sys.modules
     print(json.dumps(report))
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("options", "env"),
     [("", "INGEST_PRODUCER_ENABLED=false"), ("enabled=False", "")],
     ids=["environment", "option"],
 )
 def test_a_disabled_handler_imports_no_kafka_client_and_starts_no_thread_or_process(
-    options: str, env: str, monkeypatch: pytest.MonkeyPatch
+    options: str, env: str, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str
 ) -> None:
     if env:
         name, value = env.split("=")
         monkeypatch.setenv(name, value)
 
-    result = run_app(APP.format(options=options))
+    result = run_app(APP.format(options=options, bootstrap=kafka_bootstrap))
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
