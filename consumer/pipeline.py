@@ -228,7 +228,9 @@ class Pipeline:
                     self._metrics.ls_errors.labels(error_kind(exc)).inc()
                     raise unavailable(exc) from exc
                 try:
-                    item.tasks = build_tasks(item.event, item.project.layout, self._trace_url_template)
+                    item.tasks = build_tasks(
+                        item.event, item.project.layout, trace_url_template=self._trace_url_template
+                    )
                 except Exception as exc:  # a record our task builder cannot shape
                     self._dead(item, Failure.of(TASK_BUILD_REASON, Stage.ROUTE, exc))
                     continue

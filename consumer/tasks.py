@@ -28,7 +28,7 @@ PROMPT_ROLE = "user"
 
 
 def build_tasks(
-    event: PromptEvent | ChatEvent, layout: TaskLayout, trace_url_template: str | None = None
+    event: PromptEvent | ChatEvent, layout: TaskLayout, *, trace_url_template: str | None = None
 ) -> list[dict[str, Any]]:
     """The tasks of one run: one per prompt or conversation, in input order. Pure and fast.
 

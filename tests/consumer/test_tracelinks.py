@@ -46,11 +46,13 @@ def test_only_the_ids_the_event_has_become_columns() -> None:
 
 def test_the_link_is_the_template_filled_in_and_absent_when_a_named_id_is() -> None:
     template = "https://traces.example/t/{trace_id}?run={run_id}&otel={otel_trace_id}"
-    [task] = build_tasks(prompt_event(["a"], trace=TRACE), TEXT, template)
+    [task] = build_tasks(prompt_event(["a"], trace=TRACE), TEXT, trace_url_template=template)
     expected = f"https://traces.example/t/{ROOT}?run={RUN_ID}&otel={OTEL}"
     assert task["data"]["trace_url"] == expected
     assert task["meta"]["trace"]["url"] == expected
-    [no_otel] = build_tasks(prompt_event(["a"], trace={"root_run_id": ROOT}), TEXT, template)
+    [no_otel] = build_tasks(
+        prompt_event(["a"], trace={"root_run_id": ROOT}), TEXT, trace_url_template=template
+    )
     assert "trace_url" not in no_otel["data"]
 
 
