@@ -188,6 +188,7 @@ class ConsumerApp:
             crash=self._crash_point,
             mask=Masker(s.secrets()),
             settle_s=s.import_timeout_s,
+            trace_url_template=s.trace_url_template,
         )
         self.backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
         self._built = True

@@ -117,9 +117,11 @@ class Pipeline:
         mask: Callable[[str], str] = str,
         settle_s: float = 0.0,
         clock: Callable[[], float] = time.time,
+        trace_url_template: str | None = None,
     ) -> None:
         """``settle_s`` (the import timeout): how long after its ``pending`` marker an uncertain
-        run's import may still be applied by Label Studio; it is not asked about before then."""
+        run's import may still be applied by Label Studio; it is not asked about before then.
+        ``trace_url_template``: the link to a run's trace in its tasks (``tracelinks.py``)."""
         self._ledger = ledger
         self._sink = sink
         self._resolver = resolver
@@ -132,6 +134,7 @@ class Pipeline:
         self._mask = mask
         self._settle_ms = int(settle_s * 1000)
         self._clock = clock
+        self._trace_url_template = trace_url_template
 
     # --- steps --------------------------------------------------------------------------------
     def start(self, records: Sequence[Any], number: int) -> Batch:
@@ -228,7 +231,9 @@ class Pipeline:
                     self._metrics.ls_errors.labels(error_kind(exc)).inc()
                     raise unavailable(exc) from exc
                 try:
-                    item.tasks = build_tasks(item.event, item.project.layout)
+                    item.tasks = build_tasks(
+                        item.event, item.project.layout, trace_url_template=self._trace_url_template
+                    )
                 except Exception as exc:  # a record our task builder cannot shape
                     self._dead(item, Failure.of(TASK_BUILD_REASON, Stage.ROUTE, exc))
                     continue

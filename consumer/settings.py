@@ -24,6 +24,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from labelstudio_ingest.consumer.allowlist import CreationPolicy, TargetAllowlist
+from labelstudio_ingest.consumer.tracelinks import check_url_template
 from labelstudio_ingest.schemas import DEFAULT_FEEDBACK_TOPIC, DEFAULT_LIMITS, DEFAULT_TOPIC, Limits
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -315,6 +316,14 @@ class Settings(KafkaConnection):
         "INGEST_FEEDBACK_TEXTAREA", None, "TextArea holding the correction (default: the predicted one)."
     )
 
+    # --- Trace links (consumer/tracelinks.py) -------------------------------------------------
+    trace_url_template: str | None = _setting(
+        "INGEST_TRACE_URL_TEMPLATE",
+        None,
+        "Link to a run's trace in its tasks (data.trace_url), e.g. https://traces.example/{trace_id}; "
+        "names: {trace_id} (root run id), {langsmith_trace_id}, {otel_trace_id}, {run_id}.",
+    )
+
     # --- Test-only fault injection -----------------------------------------------------------
     fault_crash_after: CrashPoint | None = _setting(
         "INGEST_FAULT_CRASH_AFTER",
@@ -331,6 +340,11 @@ class Settings(KafkaConnection):
         if not value.get_secret_value().strip():
             raise ValueError("is empty")
         return value
+
+    @field_validator("trace_url_template")
+    @classmethod
+    def _trace_url_template(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else check_url_template(value.strip())
 
     @field_validator("allowed_project_ids", mode="before")
     @classmethod

@@ -20,14 +20,20 @@ from datetime import datetime
 from typing import Any
 
 from labelstudio_ingest.consumer.labelconfig import TaskLayout
+from labelstudio_ingest.consumer.tracelinks import trace_columns
 from labelstudio_ingest.schemas import ChatEvent, Generation, Message, PromptEvent, ToolCall
 
 PROMPT_ROLE = "user"
 """The speaker of a plain prompt shown in a dialogue project."""
 
 
-def build_tasks(event: PromptEvent | ChatEvent, layout: TaskLayout) -> list[dict[str, Any]]:
+def build_tasks(
+    event: PromptEvent | ChatEvent, layout: TaskLayout, *, trace_url_template: str | None = None
+) -> list[dict[str, Any]]:
     """The tasks of one run: one per prompt or conversation, in input order. Pure and fast.
+
+    A run with a ``trace`` gets its ids as ``data`` columns and ``meta.trace``, with a link from
+    ``trace_url_template`` (see ``tracelinks.py``).
 
     The tasks of one run share the nested values of ``meta`` (tags, metadata) with each other
     and with the event: treat them as read-only.
@@ -39,13 +45,14 @@ def build_tasks(event: PromptEvent | ChatEvent, layout: TaskLayout) -> list[dict
         inputs = [_dialogue_value(conversation, layout) for conversation in event.messages]
     run_id = str(event.run_id)
     meta = _meta(event)
+    trace_data, meta["trace"] = trace_columns(event, trace_url_template)
     generations = event.generations
     tasks: list[dict[str, Any]] = []
     for index, value in enumerate(inputs):
         predictions = _predictions(generations[index], event.model_name, layout) if generations else []
         tasks.append(
             {
-                "data": {layout.data_key: value, "run_id": run_id, "prompt_index": index},
+                "data": {**trace_data, layout.data_key: value, "run_id": run_id, "prompt_index": index},
                 "predictions": predictions,
                 "meta": dict(meta),
             }

@@ -6,6 +6,8 @@ Use it where the old ``langchain_community`` handler was used::
 
     handler = LabelStudioCallbackHandler(project_name="My Project", mode="chat")
     chat_model.invoke(messages, config={"callbacks": [handler]})
+
+Services that call a model SDK directly publish the same events with ``LabelStudioPublisher``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from labelstudio_ingest.producer.handler import LabelStudioCallbackHandler
     from labelstudio_ingest.producer.metrics import DropReason, ProducerStats
+    from labelstudio_ingest.producer.publish import LabelStudioPublisher, PublishOutcome
 
-__all__ = ["DropReason", "LabelStudioCallbackHandler", "ProducerStats"]
+__all__ = [
+    "DropReason",
+    "LabelStudioCallbackHandler",
+    "LabelStudioPublisher",
+    "ProducerStats",
+    "PublishOutcome",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from labelstudio_ingest.producer.handler import LabelStudioCallbackHandler  # noqa: PLC0415
 
         return LabelStudioCallbackHandler
+    if name in ("LabelStudioPublisher", "PublishOutcome"):
+        from labelstudio_ingest.producer import publish  # noqa: PLC0415
+
+        return getattr(publish, name)
     if name in ("DropReason", "ProducerStats"):
         from labelstudio_ingest.producer import metrics  # noqa: PLC0415
 

@@ -78,6 +78,8 @@ class RunStart:
     invocation_params: dict[str, JsonValue]
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.perf_counter)
+    trace: WireObject | None = None
+    """The run's :class:`~labelstudio_ingest.schemas.TraceLink` as plain data (``traces.trace_link``)."""
 
     @property
     def inputs_count(self) -> int:
@@ -92,6 +94,7 @@ def start_prompt_run(
     tags: Sequence[str] | None,
     metadata: Mapping[str, Any] | None,
     invocation_params: Mapping[str, Any] | None,
+    trace: WireObject | None = None,
 ) -> RunStart:
     """The start of a text-completion run."""
     return RunStart(
@@ -102,6 +105,7 @@ def start_prompt_run(
         tags=[str(t) for t in tags or ()],
         metadata=json_object(metadata),
         invocation_params=json_object(invocation_params),
+        trace=trace,
     )
 
 
@@ -112,6 +116,7 @@ def start_chat_run(
     tags: Sequence[str] | None,
     metadata: Mapping[str, Any] | None,
     invocation_params: Mapping[str, Any] | None,
+    trace: WireObject | None = None,
 ) -> RunStart:
     """The start of a chat-model run."""
     return RunStart(
@@ -122,7 +127,43 @@ def start_chat_run(
         tags=[str(t) for t in tags or ()],
         metadata=json_object(metadata),
         invocation_params=json_object(invocation_params),
+        trace=trace,
     )
+
+
+@dataclass(slots=True)
+class SampledOut:
+    """A run sampling left out at its start: only the arguments it came with, nothing converted,
+    kept until its end (then counted) or its error (then built after all: failures are always kept)."""
+
+    kind: Kind
+    inputs: Sequence[Any]
+    """The prompts (prompt run) or the conversations of LangChain messages (chat run)."""
+    parent_run_id: UUID | None
+    tags: Sequence[str] | None
+    metadata: Mapping[str, Any] | None
+    invocation_params: Mapping[str, Any] | None
+    root_run_id: UUID
+    started: float = field(default_factory=time.perf_counter)
+
+    def start(self, trace: WireObject | None) -> RunStart:
+        """The run's start as if it had been kept, with its real start time."""
+        options: dict[str, Any] = {
+            "parent_run_id": self.parent_run_id,
+            "tags": self.tags,
+            "metadata": self.metadata,
+            "invocation_params": self.invocation_params,
+            "trace": trace,
+        }
+        start = (
+            start_prompt_run(self.inputs, **options)
+            if self.kind == "prompt"
+            else start_chat_run(self.inputs, **options)
+        )
+        elapsed = max(time.perf_counter() - self.started, 0.0)
+        start.started = self.started
+        start.started_at = datetime.fromtimestamp(time.time() - elapsed, start.started_at.tzinfo)
+        return start
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +209,8 @@ def build_event(
     }
     if start.parent_run_id is not None:
         event["parent_run_id"] = _uuid(start.parent_run_id)
+    if start.trace is not None:
+        event["trace"] = start.trace
     event["event_time"] = ended_at
     event["generations"] = generations
     name = model_name(response, start.invocation_params, start.metadata)

@@ -7,10 +7,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
-from kafka import KafkaProducer
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
@@ -20,6 +19,7 @@ from labelstudio_ingest.producer.builder import (
     EventContext,
     Kind,
     RunStart,
+    SampledOut,
     WireEvent,
     WireObject,
     build_event,
@@ -28,13 +28,8 @@ from labelstudio_ingest.producer.builder import (
 )
 from labelstudio_ingest.producer.logs import RateLimitedLog
 from labelstudio_ingest.producer.metrics import DropReason, ProducerStats
-from labelstudio_ingest.producer.shared import acquire_transport, release_transport
-from labelstudio_ingest.producer.transport import (
-    DEFAULT_EXIT_TIMEOUT,
-    DEFAULT_MAX_BUFFERED_BYTES,
-    DEFAULT_MAX_BUFFERED_EVENTS,
-    Record,
-)
+from labelstudio_ingest.producer.sampling import Sampler
+from labelstudio_ingest.producer.traces import TraceRoots, trace_link
 from labelstudio_ingest.schemas import (
     DEFAULT_LIMITS,
     DEFAULT_PROJECT_NAME,
@@ -47,6 +42,9 @@ from labelstudio_ingest.schemas import (
     run_key,
     version_headers,
 )
+
+if TYPE_CHECKING:  # kafka-python is imported where it runs: the sender thread, or the sender process
+    from kafka import KafkaProducer
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +93,13 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     producer's ``max_request_size`` less 1 KiB of record overhead, is dropped and counted as
     ``oversized`` (never truncated: a cut response would be labelled as if it were whole).
 
+    Sampling (``sampling.py``): ``sample_rate`` (env ``INGEST_SAMPLE_RATE``, default 1) publishes that
+    share of traces, decided from each run's trace root so an agent run is kept or dropped whole;
+    ``keep_tags`` (env ``INGEST_SAMPLE_KEEP_TAGS``), ``metadata={"labelstudio_sample": True|False}`` and
+    failures override it; sampled-out runs are counted (``sampled_out``). Every event carries its
+    trace (``traces.py``). ``enabled=False`` (env ``INGEST_PRODUCER_ENABLED=false``) makes the handler
+    a no-op that starts and imports nothing (``disabled.py``).
+
     A run whose kind differs from ``mode`` (a chat model under ``mode="prompt"``, a text LLM under
     ``mode="chat"``) is published with its real kind, and the handler warns once.
 
@@ -109,6 +114,17 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
 
     raise_error: bool = False
     run_inline: bool = True  # cheap and non-blocking: no thread-pool hop under asyncio
+    enabled: bool = True
+    """False for a handler made with ``enabled=False`` or ``INGEST_PRODUCER_ENABLED=false``."""
+
+    def __new__(cls, *args: Any, enabled: bool | None = None, **kwargs: Any) -> LabelStudioCallbackHandler:
+        """A :class:`~labelstudio_ingest.producer.disabled.DisabledCallbackHandler` when publishing is
+        switched off: it starts nothing, imports no Kafka client, and LangChain never calls it."""
+        if cls is LabelStudioCallbackHandler and not env.resolve_enabled(enabled):
+            from labelstudio_ingest.producer.disabled import DisabledCallbackHandler  # noqa: PLC0415
+
+            return super().__new__(DisabledCallbackHandler)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -122,11 +138,14 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         producer: KafkaProducer | None = None,
         producer_config: Mapping[str, Any] | None = None,
         redact: Callable[[str], str] | None = None,
-        max_buffered_events: int = DEFAULT_MAX_BUFFERED_EVENTS,
-        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
-        exit_timeout: float = DEFAULT_EXIT_TIMEOUT,
+        max_buffered_events: int | None = None,
+        max_buffered_bytes: int | None = None,
+        exit_timeout: float | None = None,
         limits: Limits = DEFAULT_LIMITS,
         sender: str | None = None,
+        enabled: bool | None = None,
+        sample_rate: float | None = None,
+        keep_tags: Sequence[str] | None = None,
         api_key: _Removed = _REMOVED,
         url: _Removed = _REMOVED,
     ) -> None:
@@ -134,7 +153,16 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
             if value is not _REMOVED:
                 raise TypeError(_MOVED_TO_CONSUMER.format(name=name))
         super().__init__()
+        from labelstudio_ingest.producer import shared, transport  # noqa: PLC0415 - kafka-python, when enabled
+
+        max_buffered_events = _or(max_buffered_events, transport.DEFAULT_MAX_BUFFERED_EVENTS)
+        max_buffered_bytes = _or(max_buffered_bytes, transport.DEFAULT_MAX_BUFFERED_BYTES)
+        self._new_record = transport.Record
+        self._release_transport = shared.release_transport
         self._runs: dict[UUID, RunStart] = {}
+        self._sampled_out: dict[UUID, SampledOut] = {}
+        self._roots = TraceRoots()
+        self._sampler = Sampler.of(env.resolve_sample_rate(sample_rate), env.resolve_keep_tags(keep_tags))
         self._targets: dict[str, WireObject] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -170,12 +198,12 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         """The largest encoded event this handler sends; larger ones are dropped as ``oversized``."""
         self.sender = env.resolve_sender(sender, own_producer=producer is None, settings=producer_settings)
         """Where kafka-python runs: ``"process"`` (a sender process) or ``"thread"`` (this process)."""
-        self._transport = acquire_transport(
+        self._transport = shared.acquire_transport(
             settings=producer_settings,
             producer=producer,
             max_buffered_events=max_buffered_events,
             max_buffered_bytes=max_buffered_bytes,
-            exit_timeout=exit_timeout,
+            exit_timeout=_or(exit_timeout, transport.DEFAULT_EXIT_TIMEOUT),
             sender=self.sender,
         )
 
@@ -192,8 +220,14 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Remember a text-completion run's prompts until it ends."""
+        """Remember a text-completion run's prompts until it ends (unless sampling leaves it out)."""
         try:
+            root = self._roots.root_of(run_id, parent_run_id)
+            if not self._sampler.keeps(root, tags, metadata):
+                self._sampled_out[run_id] = SampledOut(
+                    "prompt", prompts, parent_run_id, tags, metadata, kwargs.get("invocation_params"), root
+                )
+                return
             self._check_mode("prompt")
             self._runs[run_id] = start_prompt_run(
                 prompts,
@@ -201,6 +235,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 tags=tags,
                 metadata=metadata,
                 invocation_params=kwargs.get("invocation_params"),
+                trace=trace_link(root),
             )
         except Exception:
             self._callback_failed("on_llm_start")
@@ -216,8 +251,15 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Remember a chat run's conversations (with real roles) until it ends."""
+        """Remember a chat run's conversations (with real roles) until it ends (unless sampling
+        leaves it out)."""
         try:
+            root = self._roots.root_of(run_id, parent_run_id)
+            if not self._sampler.keeps(root, tags, metadata):
+                self._sampled_out[run_id] = SampledOut(
+                    "chat", messages, parent_run_id, tags, metadata, kwargs.get("invocation_params"), root
+                )
+                return
             self._check_mode("chat")
             self._runs[run_id] = start_chat_run(
                 messages,
@@ -225,6 +267,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 tags=tags,
                 metadata=metadata,
                 invocation_params=kwargs.get("invocation_params"),
+                trace=trace_link(root),
             )
         except Exception:
             self._callback_failed("on_chat_model_start")
@@ -259,20 +302,80 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
             callback="on_llm_error",
         )
 
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any],
+        inputs: dict[str, Any],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the chain's trace root, for the LLM runs inside it."""
+        self._run_started(run_id, parent_run_id)
+
+    def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget the chain."""
+        self._roots.ended(run_id)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget the chain."""
+        self._roots.ended(run_id)
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the tool's trace root (a tool may call a model itself)."""
+        self._run_started(run_id, parent_run_id)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget the tool."""
+        self._roots.ended(run_id)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget the tool."""
+        self._roots.ended(run_id)
+
     @property
     def ignore_chain(self) -> bool:
-        """Chains are not LLM runs: skip their events."""
-        return True
+        """Chains are followed (not published) for the trace root of the LLM runs inside them."""
+        return False
 
     @property
     def ignore_agent(self) -> bool:
-        """Agent steps are not LLM runs: skip their events."""
-        return True
+        """Agent steps and tools are followed (not published) for the trace root, like chains."""
+        return False
+
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any],
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the retriever's trace root (a retriever may call a model itself)."""
+        self._run_started(run_id, parent_run_id)
+
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget the retriever."""
+        self._roots.ended(run_id)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Forget the retriever."""
+        self._roots.ended(run_id)
 
     @property
     def ignore_retriever(self) -> bool:
-        """Retrievers are not LLM runs: skip their events."""
-        return True
+        """Retrievers are followed (not published) for the trace root, like chains."""
+        return False
 
     @property
     def ignore_retry(self) -> bool:
@@ -298,7 +401,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
             if self._closed:
                 return self._transport.flush(0)
             self._closed = True
-        return release_transport(self._transport, timeout)
+        return self._release_transport(self._transport, timeout)
 
     @property
     def stats(self) -> ProducerStats:
@@ -307,8 +410,8 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
 
     @property
     def pending_runs(self) -> int:
-        """Runs started and not yet ended or failed."""
-        return len(self._runs)
+        """Runs started and not yet ended or failed (sampled out or not)."""
+        return len(self._runs) + len(self._sampled_out)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -317,6 +420,12 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ) -> None:
         try:
             start = self._runs.pop(run_id, None)
+            sampled_out = self._sampled_out.pop(run_id, None) if start is None else None
+            if sampled_out is not None:
+                if error is None:
+                    self._drop(DropReason.SAMPLED_OUT)
+                    return
+                start = sampled_out.start(trace_link(sampled_out.root_run_id))  # failures are always kept
             if start is None:
                 self._drop(DropReason.INVALID)
                 self._log.warning(
@@ -340,7 +449,8 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
             self._drop(DropReason.INVALID)
             self._callback_failed(callback)
 
-    def _publish(self, event: WireEvent) -> None:
+    def _publish(self, event: WireEvent) -> bool:
+        """Encode and queue the event; False when it was dropped (and counted)."""
         run_id: UUID = event["run_id"]
         value = encode_plain(event)
         if len(value) > self.max_value_bytes:
@@ -353,9 +463,15 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 len(value),
                 self.max_value_bytes,
             )
-            return
-        record = Record(topic=self.topic, key=run_key(run_id), value=value, headers=_HEADERS)
-        self._transport.submit(record)
+            return False
+        record = self._new_record(topic=self.topic, key=run_key(run_id), value=value, headers=_HEADERS)
+        return self._transport.submit(record)
+
+    def _run_started(self, run_id: UUID, parent_run_id: UUID | None) -> None:
+        try:
+            self._roots.started(run_id, parent_run_id)
+        except Exception:
+            self._callback_failed("trace root")
 
     def _drop(self, reason: DropReason) -> None:
         self._transport.counters.rejected(self.topic, reason)
@@ -433,6 +549,10 @@ def _max_value_bytes(
     config: Mapping[str, Any] = getattr(producer, "config", None) or settings or {}
     request_limit = int(config.get("max_request_size") or KAFKA_MAX_REQUEST_SIZE)
     return max(1, min(limits.max_event_bytes, request_limit - RECORD_OVERHEAD_BYTES))
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _mode(mode: Mode | str | Enum) -> Mode:

@@ -5,7 +5,8 @@ Every transport keeps one :class:`Counters`; a single process-wide collector (re
 
 - ``labelstudio_ingest_producer_published_total{topic}``: events the broker acknowledged.
 - ``labelstudio_ingest_producer_failed_total{topic}``: events the broker refused for good.
-- ``labelstudio_ingest_producer_dropped_total{topic,reason}``: events discarded before delivery.
+- ``labelstudio_ingest_producer_dropped_total{topic,reason}``: events discarded before delivery
+  (``reason="sampled_out"``: left out on purpose by sampling; every other reason is a loss).
 - ``labelstudio_ingest_producer_buffered_events{topic}``: events waiting or in flight right now.
 - ``labelstudio_ingest_producer_connection_errors_total``: failed attempts to connect to Kafka (no broker
   answers, TLS handshake or SASL authentication refused); the events wait in the buffer meanwhile.
@@ -54,6 +55,8 @@ class DropReason(StrEnum):
     """The sender process died (killed, out of memory) holding the event; a new one took over."""
     REDACT_FAILED = "redact_failed"
     """The ``redact`` hook raised (or returned a non-string): the event is not sent unredacted."""
+    SAMPLED_OUT = "sampled_out"
+    """Left out on purpose by sampling (``sample_rate``, the per-call override): not a loss."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from kafka import KafkaProducer
-
 from labelstudio_ingest.producer.pipe import plain_data
 from labelstudio_ingest.schemas import DEFAULT_TOPIC
 
@@ -26,6 +24,9 @@ ENV_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
 ENV_TOPIC = "INGEST_TOPIC"
 ENV_SERVICE_NAMES = ("OTEL_SERVICE_NAME", "INGEST_SERVICE_NAME")
 ENV_SENDER = "INGEST_PRODUCER_SENDER"
+ENV_ENABLED = "INGEST_PRODUCER_ENABLED"
+ENV_SAMPLE_RATE = "INGEST_SAMPLE_RATE"
+ENV_SAMPLE_KEEP_TAGS = "INGEST_SAMPLE_KEEP_TAGS"
 SENDERS = ("auto", "process", "thread")
 SETTINGS_NOT_PLAIN = "the producer settings hold Python objects (an ssl_context, a token provider, ...)"
 """Why settings cannot go to a sender process: it receives them as plain data."""
@@ -73,6 +74,8 @@ _FORBIDDEN_SETTINGS = {
     "value_serializer": "the handler sends encoded bytes",
     "transactional_id": "events are published one by one, not in transactions",
 }
+_KNOWN_SETTINGS = {*PRODUCER_DEFAULTS, *ENV_SECURITY.values(), "max_request_size", "compression_type"}
+"""Settings known to be kafka-python's without importing it; others are checked against its own list."""
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
@@ -172,7 +175,12 @@ def producer_settings(bootstrap_servers: list[str], overrides: Mapping[str, Any]
         ValueError: for a setting kafka-python does not know, or one the handler must own.
     """
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(KafkaProducer.DEFAULT_CONFIG))
+    unknown = sorted(set(overrides) - _KNOWN_SETTINGS)
+    if unknown:
+        # only now: an app whose events go to a sender process never imports kafka-python itself
+        from kafka import KafkaProducer  # noqa: PLC0415
+
+        unknown = sorted(set(unknown) - set(KafkaProducer.DEFAULT_CONFIG))
     if unknown:
         raise ValueError(f"unknown kafka-python producer settings: {', '.join(unknown)}")
     for key, why in _FORBIDDEN_SETTINGS.items():
@@ -239,3 +247,47 @@ def host_name() -> str | None:
         return socket.gethostname() or None
     except OSError:
         return None
+
+
+def resolve_enabled(value: bool | None) -> bool:
+    """Whether the handler publishes at all: the argument, else ``INGEST_PRODUCER_ENABLED``, else true.
+
+    Raises:
+        ValueError: for a variable that is not a yes or a no.
+    """
+    if value is not None:
+        return bool(value)
+    flag = os.environ.get(ENV_ENABLED, "").strip().lower()
+    if not flag:
+        return True
+    if flag not in _TRUE + _FALSE:
+        raise ValueError(f"{ENV_ENABLED}={flag!r}: use true or false")
+    return flag in _TRUE
+
+
+def resolve_sample_rate(value: float | None) -> float:
+    """The share of traces published: the argument, else ``INGEST_SAMPLE_RATE``, else 1 (all).
+
+    Raises:
+        ValueError: for a rate that is not a number from 0 to 1.
+    """
+    if value is not None:
+        return float(value)
+    text = os.environ.get(ENV_SAMPLE_RATE, "").strip()
+    if not text:
+        return 1.0
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{ENV_SAMPLE_RATE}={text!r}: use a number from 0 to 1") from None
+
+
+def resolve_keep_tags(value: Sequence[str] | None) -> frozenset[str]:
+    """Tags whose runs are always published: the argument, else ``INGEST_SAMPLE_KEEP_TAGS``
+    (comma-separated), else none."""
+    if value is not None:
+        if isinstance(value, str):
+            raise ValueError("keep_tags must be a list of tags, not one string")
+        return frozenset(str(tag) for tag in value)
+    text = os.environ.get(ENV_SAMPLE_KEEP_TAGS, "")
+    return frozenset(tag.strip() for tag in text.split(",") if tag.strip())

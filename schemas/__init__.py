@@ -22,6 +22,7 @@ from labelstudio_ingest.schemas.events import (
     Target,
     TokenUsage,
     ToolCall,
+    TraceLink,
     generations_problem,
 )
 from labelstudio_ingest.schemas.feedback import (
@@ -77,6 +78,7 @@ __all__ = [
     "Target",
     "TokenUsage",
     "ToolCall",
+    "TraceLink",
     "decode",
     "decode_feedback",
     "encode",

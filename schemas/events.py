@@ -110,6 +110,23 @@ class Source(_Model):
     host: str | None = None
 
 
+class TraceLink(_Model):
+    """Where a run sits in a larger trace, so that every LLM call of one agent run can be found together.
+
+    ``root_run_id`` is the run id of the outermost LangChain run (chain, agent, graph) the producer saw
+    this run under: the same for every LLM call of one agent run. The other two are set when the app
+    had one active: the LangSmith run tree's trace id and the OpenTelemetry span's trace id.
+    """
+
+    root_run_id: UUID | None = Field(
+        default=None, description="Run id of the outermost run of the trace (the run's own id if alone)."
+    )
+    langsmith_trace_id: UUID | None = Field(default=None, description="The active LangSmith trace's id.")
+    otel_trace_id: Annotated[str, Field(pattern="^[0-9a-f]{32}$")] | None = Field(
+        default=None, description="The active OpenTelemetry trace id, 32 lowercase hex digits."
+    )
+
+
 class Target(_Model):
     """Which Label Studio project the run belongs to, with the old handler's options.
 
@@ -150,6 +167,7 @@ class _EventBase(_Model):
     event_id: UUID = Field(description="Unique per published event (a retry of the same publish keeps it).")
     run_id: UUID = Field(description="LangChain run id; the unit of exactly-once ingestion.")
     parent_run_id: UUID | None = None
+    trace: TraceLink | None = Field(default=None, description="The trace the run belongs to (additive).")
     event_time: AwareDatetime = Field(description="When the event was built.")
 
     generations: list[list[Generation]] = Field(

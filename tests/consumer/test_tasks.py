@@ -224,6 +224,7 @@ def test_meta_carries_tags_metadata_usage_latency_service_and_times() -> None:
         "started_at": "2025-03-01T12:00:00+00:00",
         "ended_at": "2025-03-01T12:00:00.812500+00:00",
         "error": None,
+        "trace": None,
     }
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, SecretStr
 
 from labelstudio_ingest.producer.builder import (
     EventContext,
+    SampledOut,
     WireEvent,
     build_event,
     model_name,
@@ -69,6 +70,7 @@ def _chat_start(conversations: list[list[BaseMessage]], **kwargs: Any) -> Any:
         tags=kwargs.get("tags"),
         metadata=kwargs.get("metadata"),
         invocation_params=kwargs.get("invocation_params"),
+        trace=kwargs.get("trace"),
     )
 
 
@@ -324,3 +326,51 @@ def test_runs_the_contract_cannot_express_raise_with_the_reason(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         build_event(start, uuid4(), CONTEXT, response=response)
+
+
+def test_the_trace_link_encodes_as_the_contract_model_would() -> None:
+    root, langsmith_id = uuid4(), uuid4()
+    full = {
+        "root_run_id": root,
+        "langsmith_trace_id": langsmith_id,
+        "otel_trace_id": "0af7651916cd43dd8448eb211c80319c",
+    }
+    start = start_prompt_run(
+        ["p"], parent_run_id=uuid4(), tags=None, metadata=None, invocation_params=None, trace=full
+    )
+    response = LLMResult(generations=[[Generation(text="x")]])
+
+    event = _roundtrip(build_event(start, uuid4(), CONTEXT, response=response))
+    only_root = _roundtrip(
+        build_event(
+            _chat_start([[HumanMessage("hi")]], trace={"root_run_id": root}),
+            uuid4(),
+            CONTEXT,
+            error=TimeoutError(),
+        )
+    )
+
+    assert event.trace is not None
+    assert (event.trace.root_run_id, event.trace.langsmith_trace_id) == (root, langsmith_id)
+    assert event.trace.otel_trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert only_root.trace is not None
+    assert only_root.trace.root_run_id == root
+    assert only_root.trace.otel_trace_id is None
+    assert _roundtrip(build_event(_prompt_start(["p"]), uuid4(), CONTEXT, response=response)).trace is None
+
+
+def test_a_sampled_out_run_that_fails_is_built_from_its_arguments_with_its_start_time() -> None:
+    root = uuid4()
+    skipped = SampledOut("chat", [[HumanMessage("hi")]], None, ["t"], {"k": "v"}, {"model": "m"}, root)
+    start = skipped.start({"root_run_id": root})
+
+    event = _roundtrip(build_event(start, uuid4(), CONTEXT, error=RuntimeError("boom")))
+
+    assert isinstance(event, ChatEvent)
+    assert event.messages[0][0].content == "hi"
+    assert (event.tags, event.metadata, event.model_name) == (["t"], {"k": "v"}, "m")
+    assert event.trace is not None
+    assert event.trace.root_run_id == root
+    assert event.started_at is not None
+    assert event.ended_at is not None
+    assert event.started_at <= event.ended_at

@@ -18,6 +18,7 @@ from labelstudio_ingest.schemas import (
     Target,
     TokenUsage,
     ToolCall,
+    TraceLink,
 )
 
 texts = st.text(max_size=40)
@@ -69,6 +70,15 @@ def _common(draw: st.DrawFn, inputs: int) -> dict[str, object]:
         "event_id": draw(st.uuids()),
         "run_id": draw(st.uuids()),
         "parent_run_id": draw(st.none() | st.uuids()),
+        "trace": draw(
+            st.none()
+            | st.builds(
+                TraceLink,
+                root_run_id=st.none() | st.uuids(),
+                langsmith_trace_id=st.none() | st.uuids(),
+                otel_trace_id=st.none() | st.from_regex(r"\A[0-9a-f]{32}\Z"),
+            )
+        ),
         "event_time": draw(aware_datetimes),
         "generations": []
         if failed
