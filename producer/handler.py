@@ -7,10 +7,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
-from kafka import KafkaProducer
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
@@ -31,6 +30,7 @@ from labelstudio_ingest.producer.metrics import DropReason, ProducerStats
 from labelstudio_ingest.producer.shared import acquire_transport, release_transport
 from labelstudio_ingest.producer.transport import (
     DEFAULT_EXIT_TIMEOUT,
+    DEFAULT_FLUSH_TIMEOUT,
     DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_MAX_BUFFERED_EVENTS,
     Record,
@@ -47,6 +47,9 @@ from labelstudio_ingest.schemas import (
     run_key,
     version_headers,
 )
+
+if TYPE_CHECKING:  # kafka-python is imported where it runs: the sender thread, or the sender process
+    from kafka import KafkaProducer
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +100,12 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ``mode="chat"``) is published with its real kind, and the handler warns once.
 
     No callback raises into the app or blocks on the network: building and encoding the event and
-    writing it to a socket is the only work on the caller's thread. ``sender`` says where kafka-python
-    does the rest (env ``INGEST_PRODUCER_SENDER``): ``"process"``, a sender process this handler
-    starts, so that kafka-python's pure-Python work never competes with the app for the GIL;
-    ``"thread"``, a background thread of this process; ``"auto"`` (default), a process where one can
-    work (POSIX, settings that are plain data, no ``producer=``), else a thread. Handlers with the
-    same Kafka settings (or the same ``producer``) share one producer, buffer and sender.
+    handing it to a queue is the only work on the caller's thread. ``sender`` says where kafka-python
+    does the rest (env ``INGEST_PRODUCER_SENDER``): ``"thread"`` (and ``"auto"``, the default), a
+    background thread of this process; ``"process"``, an opt-in for CPU-bound asyncio services, a
+    sender process this handler starts (isolated from the app's ``PYTHONPATH`` and ``sitecustomize``)
+    so that kafka-python's pure-Python work never competes with the app for the GIL. Handlers with
+    the same Kafka settings (or the same ``producer``) share one producer, buffer and sender.
     """
 
     raise_error: bool = False
@@ -284,14 +287,16 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
 
     # -- public controls ----------------------------------------------------------------------------
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` seconds (forever when None) until every event so far is delivered,
-        refused or dropped. Returns False on timeout."""
+    def flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> bool:
+        """Wait up to ``timeout`` seconds (5 by default; None waits without bound) until every event
+        so far is delivered, refused or dropped. Returns whether that happened in time: False while
+        Kafka is away, the events then stay buffered."""
         return self._transport.flush(timeout)
 
-    def close(self, timeout: float | None = None) -> bool:
-        """Flush for up to ``timeout`` seconds and release the producer. Events of later runs are
-        dropped (counted). Returns whether everything was delivered."""
+    def close(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> bool:
+        """Flush for up to ``timeout`` seconds (5 by default) and release the producer; what is still
+        undelivered then is dropped and counted (``closed``), as are events of later runs. Returns
+        whether everything was delivered."""
         with self._lock:
             if self._closed:
                 return self._transport.flush(0)

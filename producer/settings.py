@@ -16,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from kafka import KafkaProducer
-
 from labelstudio_ingest.producer.pipe import plain_data
 from labelstudio_ingest.schemas import DEFAULT_TOPIC
 
@@ -73,6 +71,8 @@ _FORBIDDEN_SETTINGS = {
     "value_serializer": "the handler sends encoded bytes",
     "transactional_id": "events are published one by one, not in transactions",
 }
+_KNOWN_SETTINGS = {*PRODUCER_DEFAULTS, *ENV_SECURITY.values(), "max_request_size", "compression_type"}
+"""Settings known to be kafka-python's without importing it; others are checked against its own list."""
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
@@ -172,7 +172,12 @@ def producer_settings(bootstrap_servers: list[str], overrides: Mapping[str, Any]
         ValueError: for a setting kafka-python does not know, or one the handler must own.
     """
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(KafkaProducer.DEFAULT_CONFIG))
+    unknown = sorted(set(overrides) - _KNOWN_SETTINGS)
+    if unknown:
+        # only now: an app whose events go to a sender process never imports kafka-python itself
+        from kafka import KafkaProducer  # noqa: PLC0415
+
+        unknown = sorted(set(unknown) - set(KafkaProducer.DEFAULT_CONFIG))
     if unknown:
         raise ValueError(f"unknown kafka-python producer settings: {', '.join(unknown)}")
     for key, why in _FORBIDDEN_SETTINGS.items():
@@ -188,11 +193,12 @@ def producer_settings(bootstrap_servers: list[str], overrides: Mapping[str, Any]
 def resolve_sender(
     value: str | None, *, own_producer: bool, settings: Mapping[str, Any] | None
 ) -> Literal["process", "thread"]:
-    """Where kafka-python runs: ``"process"`` (a sender process) or ``"thread"`` (in this process).
+    """Where kafka-python runs: ``"thread"`` (a thread of this process) or ``"process"`` (a sender
+    process the handler starts).
 
-    The argument, else ``INGEST_PRODUCER_SENDER``, else ``"auto"``: a sender process when this
-    platform and these settings allow one (POSIX, a Python interpreter to start, settings that are
-    plain data), else a thread. A ``producer=`` of the caller's always means a thread.
+    The argument, else ``INGEST_PRODUCER_SENDER``, else ``"auto"``, which is a thread: what every
+    telemetry exporter a platform team already runs does. ``"process"`` is an opt-in for CPU-bound
+    asyncio services, where kafka-python's pure-Python work would compete with the app for the GIL.
 
     Raises:
         ValueError: for an unknown value, or ``"process"`` where a sender process cannot work.
@@ -200,14 +206,12 @@ def resolve_sender(
     choice = (value if value is not None else os.environ.get(ENV_SENDER, "")).strip().lower() or "auto"
     if choice not in SENDERS:
         raise ValueError(f"sender must be one of {', '.join(SENDERS)}, not {choice!r}")
-    if choice == "thread":
+    if choice != "process":
         return "thread"
     problem = _process_sender_problem(own_producer, settings)
-    if problem is None:
-        return "process"
-    if choice == "process":
+    if problem is not None:
         raise ValueError(f"sender='process' is not possible: {problem}; use sender='thread'")
-    return "thread"
+    return "process"
 
 
 def _process_sender_problem(own_producer: bool, settings: Mapping[str, Any] | None) -> str | None:
