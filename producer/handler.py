@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
@@ -399,7 +399,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     def _check_target(self, limits: Limits) -> None:
         """Fail at construction (not per run) on options no event could carry."""
         try:
-            self._target_for(datetime.now(UTC))
+            self._target_for(datetime.now(timezone.utc))
         except ValueError as exc:
             raise ValueError(f"invalid Label Studio target options: {exc}") from None
         if self.project_config is not None:

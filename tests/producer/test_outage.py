@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from labelstudio_ingest.consumer import embedded
+from labelstudio_ingest.consumer.embedded import wait_until
 from labelstudio_ingest.producer import DropReason, LabelStudioCallbackHandler
-from tests.harness import wait_until
 
 from .fakes import FakeListChatModel, FakeListLLM
 from .support import FAST_RECOVERY, read_events, unique_topic

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from labelstudio_ingest.consumer import embedded
+from labelstudio_ingest.consumer.embedded import wait_until
 from labelstudio_ingest.producer import DropReason, LabelStudioCallbackHandler
 from labelstudio_ingest.producer.process_transport import SenderProcessTransport
 from labelstudio_ingest.producer.transport import Record
-from tests.harness import wait_until
 
 from .fakes import FakeListLLM
 from .support import FAST_RECOVERY, read_events, run_app, unique_topic
