@@ -534,20 +534,30 @@ _EXIT_HOOKED_PID = 0
 
 
 def flush_at_child_exit() -> None:
-    """Close the transports also when this process is a ``multiprocessing`` (or Celery's ``billiard``)
-    child: they end with ``os._exit``, which skips ``atexit``, but run ``multiprocessing.util``'s
-    finalizers first. Called when a transport starts its work; once per process.
+    """Close the transports also where a worker process ends with ``os._exit``, skipping ``atexit``:
 
-    A child clears the finalizers it inherited before it runs its target, so the hook is registered
-    in the child itself, at its first event. Closing twice (finalizer, then ``atexit``) is harmless.
+    - a ``multiprocessing`` child runs ``multiprocessing.util``'s finalizers first;
+    - a Celery prefork child (billiard) sends ``worker_process_shutdown`` first, also when it ends
+      after ``max_tasks_per_child`` tasks.
+
+    Called when a transport starts its work, once per process: a child clears the finalizers it
+    inherited before it runs its target, so the hooks are set in the child itself, at its first event.
+    Neither module is imported here. Closing twice (hook, then ``atexit``) is harmless.
     """
     global _EXIT_HOOKED_PID  # noqa: PLW0603
     if os.getpid() == _EXIT_HOOKED_PID:
         return
     _EXIT_HOOKED_PID = os.getpid()
-    util = sys.modules.get("multiprocessing.util")  # billiard shares its registry
+    util = sys.modules.get("multiprocessing.util")
     if util is not None:
         util.Finalize(None, _close_all_at_exit, exitpriority=100)
+    celery_signals = sys.modules.get("celery.signals")
+    if celery_signals is not None:
+        celery_signals.worker_process_shutdown.connect(_close_all_at_worker_shutdown, weak=False)
+
+
+def _close_all_at_worker_shutdown(*_args: object, **_kwargs: object) -> None:
+    _close_all_at_exit()
 
 
 def _move_exit_hook_last() -> None:
