@@ -58,6 +58,7 @@ demo: venv ls-venv
 # Figures for docs/PERFORMANCE.md; each benchmark measures its own baseline in the same run.
 bench: $(BENCH_VENV)/.installed ls-venv
 	$(BENCH_VENV)/bin/python -m bench.producer_latency
+	$(BENCH_VENV)/bin/python -m bench.producer_io
 	$(BENCH_VENV)/bin/python -m bench.consumer_throughput
 
 # The fault run of docs/RELIABILITY.md (a few minutes): consumer kills, a Label Studio outage, a replica
