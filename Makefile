@@ -97,22 +97,23 @@ pytest: venv ls-venv tools
 
 # The schemas and producer tests (with a real broker) on the other Pythons the producer supports, each in
 # .venv-py3XX from requirements/matrix-py3XX.lock; the full suite (`make test`) runs on 3.11. Interpreters
-# come from pyenv when it is there (`pyenv install 3.10 3.12 3.13`), else from PATH.
+# come from pyenv when it is there (`pyenv install 3.10 3.12 3.13`), else from PATH. The versions are
+# independent targets: `make -j3 --output-sync=target test-matrix` runs them side by side (as CI does).
 MATRIX_PYTHONS ?= 3.10 3.12 3.13
 MATRIX_TESTS   ?= tests/schemas tests/producer --ignore=tests/producer/test_process_models.py
-test-matrix: $(UV)
-	@set -e; for v in $(MATRIX_PYTHONS); do \
-		py=python$$v; \
-		if command -v pyenv >/dev/null && latest=$$(pyenv latest $$v 2>/dev/null); then \
-			py=$$(pyenv root)/versions/$$latest/bin/python$$v; fi; \
-		venv=.venv-py$$(echo $$v | tr -d .); lock=requirements/matrix-py$$(echo $$v | tr -d .).lock; \
-		echo "== Python $$v ($$py)"; \
-		$(UV) venv --quiet --allow-existing -p $$py $$venv; \
-		VIRTUAL_ENV=$(CURDIR)/$$venv $(UV) pip install --quiet -r $$lock; \
-		VIRTUAL_ENV=$(CURDIR)/$$venv $(UV) pip install --quiet --no-deps -e .; \
-		$$venv/bin/python -m pytest -q -m "not slow" --confcutdir tests/producer \
-			-p tests.producer.matrix_plugin $(MATRIX_TESTS) $(PYTEST_ARGS); \
-	done
+test-matrix: $(addprefix test-py,$(MATRIX_PYTHONS))
+
+test-py%: $(UV)
+	@set -e; v=$*; py=python$$v; \
+	if command -v pyenv >/dev/null && latest=$$(pyenv latest $$v 2>/dev/null); then \
+		py=$$(pyenv root)/versions/$$latest/bin/python$$v; fi; \
+	venv=.venv-py$$(echo $$v | tr -d .); lock=requirements/matrix-py$$(echo $$v | tr -d .).lock; \
+	echo "== Python $$v ($$py)"; \
+	$(UV) venv --quiet --allow-existing -p $$py $$venv; \
+	VIRTUAL_ENV=$(CURDIR)/$$venv $(UV) pip install --quiet -r $$lock; \
+	VIRTUAL_ENV=$(CURDIR)/$$venv $(UV) pip install --quiet --no-deps -e .; \
+	$$venv/bin/python -m pytest -q -m "not slow" --confcutdir tests/producer \
+		-p tests.producer.matrix_plugin $(MATRIX_TESTS) $(PYTEST_ARGS)
 
 # Re-resolve the pinned versions after changing dependencies in pyproject.toml.
 lock: $(UV)
