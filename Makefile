@@ -16,7 +16,7 @@ PACKAGES := schemas producer consumer
 
 export LABEL_STUDIO_BIN ?= $(CURDIR)/$(LS_VENV)/bin/label-studio
 
-.PHONY: help demo bench faults test tools lint format typecheck schemas check-schemas pytest lock venv ls-venv clean
+.PHONY: help demo bench faults test test-matrix tools lint format typecheck schemas check-schemas pytest lock venv ls-venv clean
 
 help:
 	@sed -n '2,3p' Makefile
@@ -58,6 +58,7 @@ demo: venv ls-venv
 # Figures for docs/PERFORMANCE.md; each benchmark measures its own baseline in the same run.
 bench: $(BENCH_VENV)/.installed ls-venv
 	$(BENCH_VENV)/bin/python -m bench.producer_latency
+	$(BENCH_VENV)/bin/python -m bench.producer_io
 	$(BENCH_VENV)/bin/python -m bench.consumer_throughput
 
 # The fault run of docs/RELIABILITY.md (a few minutes): consumer kills, a Label Studio outage, a replica
@@ -82,6 +83,8 @@ build/typecheck/labelstudio_ingest:
 
 typecheck: venv build/typecheck/labelstudio_ingest
 	$(BIN)/mypy $(foreach p,$(PACKAGES),-p labelstudio_ingest.$(p))
+	# the contract and the producer also run on Python 3.10 (the consumer needs 3.11)
+	$(BIN)/mypy --python-version 3.10 -p labelstudio_ingest.schemas -p labelstudio_ingest.producer
 
 schemas: venv
 	$(BIN)/python -m labelstudio_ingest.schemas.generate
@@ -92,6 +95,26 @@ check-schemas: venv
 pytest: venv ls-venv tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The schemas and producer tests (with a real broker) on the other Pythons the producer supports, each in
+# .venv-py3XX from requirements/matrix-py3XX.lock; the full suite (`make test`) runs on 3.11. Interpreters
+# come from pyenv when it is there (`pyenv install 3.10 3.12 3.13`), else from PATH. The versions are
+# independent targets: `make -j3 --output-sync=target test-matrix` runs them side by side (as CI does).
+MATRIX_PYTHONS ?= 3.10 3.12 3.13
+MATRIX_TESTS   ?= tests/schemas tests/producer --ignore=tests/producer/test_process_models.py
+test-matrix: $(addprefix test-py,$(MATRIX_PYTHONS))
+
+test-py%: $(UV)
+	@set -e; v=$*; py=python$$v; \
+	if command -v pyenv >/dev/null && latest=$$(pyenv latest $$v 2>/dev/null); then \
+		py=$$(pyenv root)/versions/$$latest/bin/python$$v; fi; \
+	venv=.venv-py$$(echo $$v | tr -d .); lock=requirements/matrix-py$$(echo $$v | tr -d .).lock; \
+	echo "== Python $$v ($$py)"; \
+	$(UV) venv --quiet --allow-existing -p $$py $$venv; \
+	VIRTUAL_ENV=$(CURDIR)/$$venv $(UV) pip install --quiet -r $$lock; \
+	VIRTUAL_ENV=$(CURDIR)/$$venv $(UV) pip install --quiet --no-deps -e .; \
+	$$venv/bin/python -m pytest -q -m "not slow" --confcutdir tests/producer \
+		-p tests.producer.matrix_plugin $(MATRIX_TESTS) $(PYTEST_ARGS)
+
 # Re-resolve the pinned versions after changing dependencies in pyproject.toml.
 lock: $(UV)
 	$(UV) pip compile --quiet pyproject.toml --all-extras --python-version 3.11 \
@@ -100,6 +123,9 @@ lock: $(UV)
 		--python-platform x86_64-unknown-linux-gnu -o $(LS_LOCK)
 	cd requirements && ../$(UV) pip compile --quiet bench.in --python-version 3.11 \
 		--python-platform x86_64-unknown-linux-gnu -o bench.lock
+	cd requirements && for v in $(MATRIX_PYTHONS); do ../$(UV) pip compile --quiet ../pyproject.toml \
+		--extra producer --extra local matrix.in --python-version $$v \
+		--python-platform x86_64-unknown-linux-gnu -o matrix-py$$(echo $$v | tr -d .).lock; done
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) $(BENCH_VENV) build .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LS_VENV) $(BENCH_VENV) .venv-py3* build .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timezone
 from enum import Enum
 from typing import Any, Literal
 from uuid import UUID
@@ -76,7 +76,7 @@ class RunStart:
     tags: list[str]
     metadata: dict[str, JsonValue]
     invocation_params: dict[str, JsonValue]
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     started: float = field(default_factory=time.perf_counter)
     trace: WireObject | None = None
     """The run's :class:`~labelstudio_ingest.schemas.TraceLink` as plain data (``traces.trace_link``)."""
@@ -194,7 +194,7 @@ def build_event(
             cannot express (no input, an empty conversation, a response without one list of
             generations per input).
     """
-    ended_at = datetime.now(UTC)
+    ended_at = datetime.now(timezone.utc)
     latency_ms = max((time.perf_counter() - start.started) * 1000.0, 0.0)
     redact = context.redact or _identity
     inputs = start.inputs_count

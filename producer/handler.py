@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
@@ -30,6 +30,7 @@ from labelstudio_ingest.producer.logs import RateLimitedLog
 from labelstudio_ingest.producer.metrics import DropReason, ProducerStats
 from labelstudio_ingest.producer.sampling import Sampler
 from labelstudio_ingest.producer.traces import TraceRoots, trace_link
+from labelstudio_ingest.producer.transport import DEFAULT_FLUSH_TIMEOUT
 from labelstudio_ingest.schemas import (
     DEFAULT_LIMITS,
     DEFAULT_PROJECT_NAME,
@@ -104,12 +105,12 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ``mode="chat"``) is published with its real kind, and the handler warns once.
 
     No callback raises into the app or blocks on the network: building and encoding the event and
-    writing it to a socket is the only work on the caller's thread. ``sender`` says where kafka-python
-    does the rest (env ``INGEST_PRODUCER_SENDER``): ``"process"``, a sender process this handler
-    starts, so that kafka-python's pure-Python work never competes with the app for the GIL;
-    ``"thread"``, a background thread of this process; ``"auto"`` (default), a process where one can
-    work (POSIX, settings that are plain data, no ``producer=``), else a thread. Handlers with the
-    same Kafka settings (or the same ``producer``) share one producer, buffer and sender.
+    handing it to a queue is the only work on the caller's thread. ``sender`` says where kafka-python
+    does the rest (env ``INGEST_PRODUCER_SENDER``): ``"thread"`` (and ``"auto"``, the default), a
+    background thread of this process; ``"process"``, an opt-in for CPU-bound asyncio services, a
+    sender process this handler starts (isolated from the app's ``PYTHONPATH`` and ``sitecustomize``)
+    so that kafka-python's pure-Python work never competes with the app for the GIL. Handlers with
+    the same Kafka settings (or the same ``producer``) share one producer, buffer and sender.
     """
 
     raise_error: bool = False
@@ -389,14 +390,16 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
 
     # -- public controls ----------------------------------------------------------------------------
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` seconds (forever when None) until every event so far is delivered,
-        refused or dropped. Returns False on timeout."""
+    def flush(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> bool:
+        """Wait up to ``timeout`` seconds (5 by default; None waits without bound) until every event
+        so far is delivered, refused or dropped. Returns whether that happened in time: False while
+        Kafka is away, the events then stay buffered."""
         return self._transport.flush(timeout)
 
-    def close(self, timeout: float | None = None) -> bool:
-        """Flush for up to ``timeout`` seconds and release the producer. Events of later runs are
-        dropped (counted). Returns whether everything was delivered."""
+    def close(self, timeout: float | None = DEFAULT_FLUSH_TIMEOUT) -> bool:
+        """Flush for up to ``timeout`` seconds (5 by default) and release the producer; what is still
+        undelivered then is dropped and counted (``closed``), as are events of later runs. Returns
+        whether everything was delivered."""
         with self._lock:
             if self._closed:
                 return self._transport.flush(0)
@@ -520,7 +523,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     def _check_target(self, limits: Limits) -> None:
         """Fail at construction (not per run) on options no event could carry."""
         try:
-            self._target_for(datetime.now(UTC))
+            self._target_for(datetime.now(timezone.utc))
         except ValueError as exc:
             raise ValueError(f"invalid Label Studio target options: {exc}") from None
         if self.project_config is not None:

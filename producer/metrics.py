@@ -24,8 +24,9 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
+
+from labelstudio_ingest.schemas._compat import StrEnum
 
 try:  # optional: not part of the producer extra
     from prometheus_client import REGISTRY

@@ -36,7 +36,6 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
-from labelstudio_ingest.producer.client import ABORT_JOIN_TIMEOUT
 from labelstudio_ingest.producer.logs import RateLimitedLog
 from labelstudio_ingest.producer.metrics import Counters, DropReason, ProducerStats, TopicCounts
 from labelstudio_ingest.producer.pipe import FrameReader, frame, plain_data
@@ -47,6 +46,7 @@ from labelstudio_ingest.producer.transport import (
     DEFAULT_MAX_BUFFERED_BYTES,
     DEFAULT_MAX_BUFFERED_EVENTS,
     Record,
+    flush_at_child_exit,
     register_transport,
     reject,
 )
@@ -54,12 +54,34 @@ from labelstudio_ingest.producer.transport import (
 logger = logging.getLogger(__name__)
 
 SENDER_MODULE = "labelstudio_ingest.producer.sender_process"
+BOOTSTRAP = f"""\
+import marshal, os, struct, sys
+def take(fd, size):
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            sys.exit(2)
+        data += chunk
+    return data
+fd = int(sys.argv[1])
+sys.path[:] = marshal.loads(take(fd, struct.unpack("<I", take(fd, 4))[0]))
+from {SENDER_MODULE} import main
+sys.exit(main(sys.argv[1:]))
+"""
+"""What ``python -I -c`` runs in the sender: the app's ``sys.path`` arrives first on the socket.
+
+``-I`` (isolated mode) ignores ``PYTHONPATH`` and every other ``PYTHON*`` variable, the user's site
+directory and the working directory, so an APM agent that loads through a ``sitecustomize`` on
+``PYTHONPATH`` (ddtrace-run, opentelemetry-instrument, newrelic-admin) is not loaded into the sender.
+The app's import path, sent explicitly, still lets it import this package as the app does."""
 RESTART_BACKOFF_INITIAL = 0.5
 RESTART_BACKOFF_MAX = 30.0
 _LINK_POLL = 1.0
 _FLUSH_POLL = 0.5
 _REAP_TIMEOUT = 5.0
-_SHUTDOWN_GRACE = ABORT_JOIN_TIMEOUT + 2.0
+_SHUTDOWN_GRACE = 4.0
+"""Seconds past a close deadline to wait for the sender: its ``client.ABORT_JOIN_TIMEOUT`` and 2 s."""
 SEND_BUFFER = 1 << 20
 """Bytes asked for the socket's send buffer: a burst of events fits without waiting for the sender."""
 
@@ -310,6 +332,7 @@ class SenderProcessTransport:
     # -- the link thread ----------------------------------------------------------------------------
 
     def _start_link(self) -> None:
+        flush_at_child_exit()
         self._thread = threading.Thread(target=self._run, name="labelstudio-ingest-link", daemon=True)
         self._thread.start()
 
@@ -362,7 +385,7 @@ class SenderProcessTransport:
         status_r, status_w = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [self.python, "-m", SENDER_MODULE, str(theirs.fileno()), str(status_w)],
+                [self.python, "-I", "-c", BOOTSTRAP, str(theirs.fileno()), str(status_w)],
                 pass_fds=(theirs.fileno(), status_w),
                 stdin=subprocess.DEVNULL,
                 env=_sender_environment(),
@@ -383,8 +406,9 @@ class SenderProcessTransport:
         finally:
             theirs.close()
             os.close(status_w)
+        path = tuple(entry or os.getcwd() for entry in sys.path)  # '' is the app's working directory
         with contextlib.suppress(OSError):  # it died at once: its exit is dealt with like any other
-            ours.sendall(frame(("init", *self._init_args, levels)), socket.MSG_NOSIGNAL)
+            ours.sendall(frame(path) + frame(("init", *self._init_args, levels)), socket.MSG_NOSIGNAL)
         ours.setblocking(False)
         self._starting_sock = ours
         self._status_fd = status_r
@@ -537,7 +561,6 @@ def _close_quietly(*fds: int) -> None:
 
 
 def _sender_environment() -> dict[str, str]:
-    """The app's environment, with its import path: the sender imports this package as the app does."""
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return environment
+    """The app's environment without the interpreter's ``PYTHON*`` variables (``-I`` ignores them
+    anyway): nothing the sender starts inherits the app's ``PYTHONPATH`` either."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("PYTHON")}

@@ -1,8 +1,9 @@
 """The sender process: kafka-python's work, away from the app's GIL.
 
 Started by :class:`~labelstudio_ingest.producer.process_transport.SenderProcessTransport` as
-``python -m labelstudio_ingest.producer.sender_process IN OUT`` with two pipe descriptors. It reads the
-settings first, then records (and flush / close requests) from ``IN``, hands them to an ordinary
+``python -I -c BOOTSTRAP IN OUT`` (isolated from the app's ``PYTHONPATH`` and ``sitecustomize``; the
+app's ``sys.path`` is the first message on ``IN``) with two descriptors. It reads the settings
+next, then records (and flush / close requests) from ``IN``, hands them to an ordinary
 :class:`~labelstudio_ingest.producer.transport.Transport` -- bounded buffer, retries, broker outages --
 and reports on ``OUT``: ``ready``, its counters whenever they change, and its log records, which the
 app's process logs under the same logger names.
@@ -150,7 +151,8 @@ def serve(inbound: int, outbound: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m labelstudio_ingest.producer.sender_process IN OUT``."""
+    """Entry point, called by ``BOOTSTRAP`` (or ``python -m labelstudio_ingest.producer.sender_process
+    IN OUT`` by hand) once ``sys.path`` is the app's."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m labelstudio_ingest.producer.sender_process IN_FD OUT_FD", file=sys.stderr)

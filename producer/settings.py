@@ -196,11 +196,12 @@ def producer_settings(bootstrap_servers: list[str], overrides: Mapping[str, Any]
 def resolve_sender(
     value: str | None, *, own_producer: bool, settings: Mapping[str, Any] | None
 ) -> Literal["process", "thread"]:
-    """Where kafka-python runs: ``"process"`` (a sender process) or ``"thread"`` (in this process).
+    """Where kafka-python runs: ``"thread"`` (a thread of this process) or ``"process"`` (a sender
+    process the handler starts).
 
-    The argument, else ``INGEST_PRODUCER_SENDER``, else ``"auto"``: a sender process when this
-    platform and these settings allow one (POSIX, a Python interpreter to start, settings that are
-    plain data), else a thread. A ``producer=`` of the caller's always means a thread.
+    The argument, else ``INGEST_PRODUCER_SENDER``, else ``"auto"``, which is a thread: what every
+    telemetry exporter a platform team already runs does. ``"process"`` is an opt-in for CPU-bound
+    asyncio services, where kafka-python's pure-Python work would compete with the app for the GIL.
 
     Raises:
         ValueError: for an unknown value, or ``"process"`` where a sender process cannot work.
@@ -208,14 +209,12 @@ def resolve_sender(
     choice = (value if value is not None else os.environ.get(ENV_SENDER, "")).strip().lower() or "auto"
     if choice not in SENDERS:
         raise ValueError(f"sender must be one of {', '.join(SENDERS)}, not {choice!r}")
-    if choice == "thread":
+    if choice != "process":
         return "thread"
     problem = _process_sender_problem(own_producer, settings)
-    if problem is None:
-        return "process"
-    if choice == "process":
+    if problem is not None:
         raise ValueError(f"sender='process' is not possible: {problem}; use sender='thread'")
-    return "thread"
+    return "process"
 
 
 def _process_sender_problem(own_producer: bool, settings: Mapping[str, Any] | None) -> str | None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Mapping
-from typing import Any, Literal
-
-from kafka import KafkaProducer
+from typing import TYPE_CHECKING, Any, Literal
 
 from labelstudio_ingest.producer.process_transport import SenderProcessTransport
 from labelstudio_ingest.producer.transport import (
@@ -21,6 +19,9 @@ from labelstudio_ingest.producer.transport import (
     Delivery,
     Transport,
 )
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 _SHARED: dict[Hashable, tuple[Delivery, int]] = {}
 _SHARED_LOCK = threading.Lock()

@@ -18,35 +18,34 @@ import atexit
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-
-from labelstudio_ingest.producer.client import (
-    ABORT_JOIN_TIMEOUT,
-    PERMANENT_ERRORS,
-    bootstrap_answers,
-    close_producer,
-    hint_native_crc32c,
-)
 from labelstudio_ingest.producer.logs import RateLimitedLog
 from labelstudio_ingest.producer.metrics import Counters, DropReason, ProducerStats
+
+# kafka-python (through producer/client.py) is imported by the sender thread when it first runs, so a
+# module that only needs Record or the defaults, such as the sender process's transport, never loads it.
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUFFERED_EVENTS = 10_000
 DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 DEFAULT_EXIT_TIMEOUT = 5.0
+DEFAULT_FLUSH_TIMEOUT = 5.0
+"""Seconds ``flush()`` and ``close()`` wait by default: a shutdown never hangs on an absent broker."""
 RETRY_BACKOFF_INITIAL = 0.1
 RETRY_BACKOFF_MAX = 5.0
-_SHUTDOWN_GRACE = ABORT_JOIN_TIMEOUT + 1.0
+_SHUTDOWN_GRACE = 3.0
+"""Seconds past a close deadline to wait for the sender thread: ``client.ABORT_JOIN_TIMEOUT`` and 1 s."""
 _FLUSH_POLL = 0.05
 _MAX_DRAIN = 10_000
 _MAX_IN_FLIGHT = 2_000
@@ -240,6 +239,7 @@ class Transport:
     # -- the sender thread --------------------------------------------------------------------------
 
     def _start_sender(self) -> None:
+        flush_at_child_exit()
         self._thread = threading.Thread(target=self._run, name="labelstudio-ingest-sender", daemon=True)
         self._thread.start()
 
@@ -313,11 +313,13 @@ class Transport:
             return
         try:
             future = producer.send(record.topic, value=record.value, key=record.key, headers=record.headers)
-        except KafkaError as exc:
-            self._on_error(record, generation, exc)
-            return
-        except Exception as exc:  # a record kafka-python refuses outright can never be sent
-            self._fail(record, exc)
+        except Exception as exc:
+            from kafka.errors import KafkaError  # noqa: PLC0415 (loaded by now: the producer exists)
+
+            if isinstance(exc, KafkaError):
+                self._on_error(record, generation, exc)
+            else:  # a record kafka-python refuses outright can never be sent
+                self._fail(record, exc)
             return
         with self._done:
             self._in_flight += 1
@@ -346,6 +348,14 @@ class Transport:
     def _current_producer(self) -> tuple[KafkaProducer | None, int]:
         if self._producer is not None and (not self._broken or not self._owns_producer):
             return self._producer, self._generation
+        from kafka import KafkaProducer  # noqa: PLC0415 (see the imports at the top)
+
+        from labelstudio_ingest.producer.client import (  # noqa: PLC0415
+            bootstrap_answers,
+            close_producer,
+            hint_native_crc32c,
+        )
+
         if self._producer is not None:  # ours, and the client gave up on it: start afresh
             old, self._producer = self._producer, None
             close_producer(old, 0.0, abort=True)  # what it still held comes back for a retry
@@ -381,6 +391,8 @@ class Transport:
         producer = self._producer if self._owns_producer else None
         self._producer = None
         if producer is not None:
+            from labelstudio_ingest.producer.client import close_producer  # noqa: PLC0415
+
             deadline = self._close_deadline
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             close_producer(producer, timeout, abort=self._finished < self._submitted)
@@ -398,6 +410,8 @@ class Transport:
         self._on_error(record, generation, exc)
 
     def _on_error(self, record: Record, generation: int, exc: BaseException) -> None:
+        from labelstudio_ingest.producer.client import PERMANENT_ERRORS  # noqa: PLC0415
+
         if isinstance(exc, PERMANENT_ERRORS):
             self._fail(record, exc)
             return
@@ -514,6 +528,36 @@ def _close_all_at_exit() -> None:
     for transport in list(_LIVE_TRANSPORTS):
         if not transport.closed:
             transport.close(transport.exit_timeout)
+
+
+_EXIT_HOOKED_PID = 0
+
+
+def flush_at_child_exit() -> None:
+    """Close the transports also where a worker process ends with ``os._exit``, skipping ``atexit``:
+
+    - a ``multiprocessing`` child runs ``multiprocessing.util``'s finalizers first;
+    - a Celery prefork child (billiard) sends ``worker_process_shutdown`` first, also when it ends
+      after ``max_tasks_per_child`` tasks.
+
+    Called when a transport starts its work, once per process: a child clears the finalizers it
+    inherited before it runs its target, so the hooks are set in the child itself, at its first event.
+    Neither module is imported here. Closing twice (hook, then ``atexit``) is harmless.
+    """
+    global _EXIT_HOOKED_PID  # noqa: PLW0603
+    if os.getpid() == _EXIT_HOOKED_PID:
+        return
+    _EXIT_HOOKED_PID = os.getpid()
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, _close_all_at_exit, exitpriority=100)
+    celery_signals = sys.modules.get("celery.signals")
+    if celery_signals is not None:
+        celery_signals.worker_process_shutdown.connect(_close_all_at_worker_shutdown, weak=False)
+
+
+def _close_all_at_worker_shutdown(*_args: object, **_kwargs: object) -> None:
+    _close_all_at_exit()
 
 
 def _move_exit_hook_last() -> None:

@@ -8,8 +8,7 @@ field bumps the version, and a consumer refuses versions it does not understand.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -24,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from labelstudio_ingest.schemas._compat import Self, StrEnum
 
 SCHEMA_VERSION = 1
 """The major version of the event contract this package writes and reads."""

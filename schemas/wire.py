@@ -12,12 +12,12 @@ import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 from typing import Any, Protocol
 
 import pydantic_core
 from pydantic import ValidationError
 
+from labelstudio_ingest.schemas._compat import StrEnum
 from labelstudio_ingest.schemas.events import (
     INTERACTION_EVENT_ADAPTER,
     SCHEMA_VERSION,

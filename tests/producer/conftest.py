@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from labelstudio_ingest.consumer import embedded
+from labelstudio_ingest.consumer.embedded import free_port
 from labelstudio_ingest.producer import LabelStudioCallbackHandler
-from tests.harness import free_port
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 from uuid import uuid4
@@ -259,7 +259,7 @@ def test_invocation_params_and_metadata_are_made_json_safe() -> None:
         "tuple": (1, 2),
         "set": {3},
         "enum": _Color.RED,
-        "when": datetime(2024, 1, 2, tzinfo=UTC),
+        "when": datetime(2024, 1, 2, tzinfo=timezone.utc),
         "model": _Params(key=SecretStr("s3cret"), n=2),
         "obj": Opaque(),
         1: "int key",

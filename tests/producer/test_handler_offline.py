@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from enum import Enum
 from uuid import uuid4
 
@@ -59,7 +59,7 @@ def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch, make_hand
 
 def test_project_name_is_formatted_with_each_runs_date(make_handler: MakeHandler) -> None:
     handler = make_handler(project_name="Daily-%Y-%m-%d", project_config="<View/>", mode="chat")
-    target = handler._target_for(datetime(2024, 2, 29, 12, tzinfo=UTC))
+    target = handler._target_for(datetime(2024, 2, 29, 12, tzinfo=timezone.utc))
     assert target == {"project_name": "Daily-2024-02-29", "project_config": "<View/>", "mode": "chat"}
 
 

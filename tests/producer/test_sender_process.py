@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from labelstudio_ingest.consumer import embedded
+from labelstudio_ingest.consumer.embedded import wait_until
 from labelstudio_ingest.producer import DropReason, LabelStudioCallbackHandler
 from labelstudio_ingest.producer.process_transport import SenderProcessTransport
 from labelstudio_ingest.producer.transport import Record
-from tests.harness import wait_until
 
 from .fakes import FakeListLLM
 from .support import FAST_RECOVERY, read_events, run_app, unique_topic
@@ -176,7 +176,9 @@ def test_a_dead_app_takes_its_sender_with_it_after_the_flush(
         from langchain_core.language_models.fake import FakeListLLM
         from labelstudio_ingest.producer import LabelStudioCallbackHandler
 
-        handler = LabelStudioCallbackHandler(bootstrap_servers="{kafka_bootstrap}", topic="{topic}")
+        handler = LabelStudioCallbackHandler(
+            bootstrap_servers="{kafka_bootstrap}", topic="{topic}", sender="process"
+        )
         llm = FakeListLLM(responses=["r"])
         llm.invoke("orphan-first", config={{"callbacks": [handler]}})
         assert handler.flush(30)  # the sender is up: from now on each event goes straight into its pipe
@@ -205,7 +207,9 @@ def test_a_forked_child_publishes_through_a_sender_of_its_own(
         from langchain_core.language_models.fake import FakeListLLM
         from labelstudio_ingest.producer import LabelStudioCallbackHandler
 
-        handler = LabelStudioCallbackHandler(bootstrap_servers="{kafka_bootstrap}", topic="{topic}")
+        handler = LabelStudioCallbackHandler(
+            bootstrap_servers="{kafka_bootstrap}", topic="{topic}", sender="process"
+        )
         llm = FakeListLLM(responses=["r"])
         llm.invoke("parent-0", config={{"callbacks": [handler]}})
         assert handler.flush(30)
@@ -241,7 +245,9 @@ def test_an_app_that_restored_sigpipe_survives_its_sender_dying(
         from labelstudio_ingest.producer import LabelStudioCallbackHandler
 
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as some command-line programs do
-        handler = LabelStudioCallbackHandler(bootstrap_servers="{kafka_bootstrap}", topic="{topic}")
+        handler = LabelStudioCallbackHandler(
+            bootstrap_servers="{kafka_bootstrap}", topic="{topic}", sender="process"
+        )
         llm = FakeListLLM(responses=["r"])
         llm.invoke("first", config={{"callbacks": [handler]}})
         assert handler.flush(30)
@@ -274,7 +280,10 @@ def test_closed_handlers_leave_no_descriptors_or_processes_behind(offline_bootst
     senders = []
     for i in range(5):
         handler = LabelStudioCallbackHandler(
-            bootstrap_servers=offline_bootstrap, topic=unique_topic(), producer_config={"client_id": f"c{i}"}
+            bootstrap_servers=offline_bootstrap,
+            topic=unique_topic(),
+            producer_config={"client_id": f"c{i}"},
+            sender="process",
         )
         _calls(handler, 2, "short-lived")
         senders.append(_sender_pid(handler))

@@ -83,16 +83,17 @@ def test_producer_config_wins_over_the_environment(monkeypatch: pytest.MonkeyPat
     assert config["sasl_plain_password"] == SECRET
 
 
-def test_the_sender_is_a_process_where_one_can_work(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_sender_is_a_thread_unless_a_process_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(settings.ENV_SENDER, raising=False)
     plain = {"acks": "all", "ssl_cafile": "/etc/ca.pem", "bootstrap_servers": ["b:9092"]}
-    assert settings.resolve_sender(None, own_producer=True, settings=plain) == "process"
-    assert settings.resolve_sender("thread", own_producer=True, settings=plain) == "thread"
-    assert settings.resolve_sender(None, own_producer=False, settings=None) == "thread"
-    monkeypatch.setenv(settings.ENV_SENDER, "thread")
     assert settings.resolve_sender(None, own_producer=True, settings=plain) == "thread"
+    assert settings.resolve_sender("auto", own_producer=True, settings=plain) == "thread"
+    assert settings.resolve_sender("process", own_producer=True, settings=plain) == "process"
+    assert settings.resolve_sender(None, own_producer=False, settings=None) == "thread"
     monkeypatch.setenv(settings.ENV_SENDER, "Process")
     assert settings.resolve_sender(None, own_producer=True, settings=plain) == "process"
+    monkeypatch.setenv(settings.ENV_SENDER, "thread")
+    assert settings.resolve_sender(None, own_producer=True, settings=plain) == "thread"
 
 
 def test_a_sender_process_is_refused_where_it_cannot_work(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,8 +107,9 @@ def test_a_sender_process_is_refused_where_it_cannot_work(monkeypatch: pytest.Mo
     with pytest.raises(ValueError, match="sender must be one of"):
         settings.resolve_sender("fork", own_producer=True, settings={})
     monkeypatch.setattr(sys, "executable", "/usr/bin/uwsgi")  # an embedding server, not Python
-    assert settings.resolve_sender(None, own_producer=True, settings={}) == "thread"
+    with pytest.raises(ValueError, match="Python interpreter"):
+        settings.resolve_sender("process", own_producer=True, settings={})
     monkeypatch.undo()
-    monkeypatch.delenv(settings.ENV_SENDER, raising=False)
     monkeypatch.delattr(socket, "MSG_NOSIGNAL")  # macOS: a dead sender would SIGPIPE the app
-    assert settings.resolve_sender(None, own_producer=True, settings={}) == "thread"
+    with pytest.raises(ValueError, match="MSG_NOSIGNAL"):
+        settings.resolve_sender("process", own_producer=True, settings={})

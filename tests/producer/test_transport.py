@@ -10,9 +10,9 @@ import pytest
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, TopicAuthorizationFailedError
 from kafka.future import Future
 
+from labelstudio_ingest.consumer.embedded import free_port, wait_until
 from labelstudio_ingest.producer import client, transport
 from labelstudio_ingest.producer.transport import Record, Transport
-from tests.harness import free_port, wait_until
 
 
 class HandSettledProducer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -39,7 +39,7 @@ def _event(**changes: Any) -> PromptEvent:
         "kind": "prompt",
         "event_id": uuid.uuid4(),
         "run_id": uuid.uuid4(),
-        "event_time": datetime.now(UTC),
+        "event_time": datetime.now(timezone.utc),
         "prompts": ["What is 2+2?"],
         "generations": [[Generation(text="4")]],
         "target": Target(project_name="LangChain-2026-11-21"),
