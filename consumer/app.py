@@ -106,8 +106,11 @@ class ConsumerApp:
                 ledger_topic=s.ledger,
                 dlq_topic=s.dlq,
                 create=s.create_topics,
-                ledger_configs=ledger_topic_configs(int(s.dedup_horizon_days * DAY_MS), s.dedup_max_run_ids),
+                ledger_configs=ledger_topic_configs(
+                    int(s.dedup_horizon_days * DAY_MS), s.dedup_max_run_ids, s.max_inputs
+                ),
                 stop=self.stop,
+                retention_check=s.ledger_retention_check,
             )
         finally:
             admin.close()
