@@ -197,9 +197,12 @@ class ConsumerApp:
 
     def _before_request(self, request: httpx.Request) -> None:
         """Before every Label Studio request of a batch: keep the group membership alive, and
-        refuse to send anything for a batch whose partitions may have moved (raises Rebalanced)."""
+        refuse to send anything for a batch whose partitions may have moved (raises Rebalanced):
+        the assignment changed, or the group has not confirmed this member lately (a member
+        frozen or cut off past the session timeout, whose revoke callback has not come yet)."""
         if self._generation is not None:
             self.source.keepalive(self._generation)
+            self.source.confirm_membership(self._generation)
 
     def _project_created(self, project: Project) -> None:
         self.metrics.projects_created.inc()
