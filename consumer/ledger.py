@@ -7,7 +7,7 @@ partition *p*. One record describes many runs of one batch (one produce call per
 partition, not per run); values are JSON:
 
 * ``{"v": 1, "state": "pending", "project_id": P, "run_ids": [...]}`` — written and flushed
-  *before* those runs are imported;
+  *before each* import request of those runs (a retry or a half of a split gets a fresh one);
 * ``{"v": 1, "state": "imported", "project_id": P, "runs": [[run_id, [task ids]], ...]}`` — after
   the import succeeded;
 * ``{"v": 1, "state": "rejected", "run_ids": [...]}`` — Label Studio refused the runs (4xx),
