@@ -106,8 +106,11 @@ class ConsumerApp:
                 ledger_topic=s.ledger,
                 dlq_topic=s.dlq,
                 create=s.create_topics,
-                ledger_configs=ledger_topic_configs(int(s.dedup_horizon_days * DAY_MS), s.dedup_max_run_ids),
+                ledger_configs=ledger_topic_configs(
+                    int(s.dedup_horizon_days * DAY_MS), s.dedup_max_run_ids, s.max_inputs
+                ),
                 stop=self.stop,
+                retention_check=s.ledger_retention_check,
             )
         finally:
             admin.close()
@@ -196,9 +199,12 @@ class ConsumerApp:
 
     def _before_request(self, request: httpx.Request) -> None:
         """Before every Label Studio request of a batch: keep the group membership alive, and
-        refuse to send anything for a batch whose partitions may have moved (raises Rebalanced)."""
+        refuse to send anything for a batch whose partitions may have moved (raises Rebalanced):
+        the assignment changed, or the group has not confirmed this member lately (a member
+        frozen or cut off past the session timeout, whose revoke callback has not come yet)."""
         if self._generation is not None:
             self.source.keepalive(self._generation)
+            self.source.confirm_membership(self._generation)
 
     def _project_created(self, project: Project) -> None:
         self.metrics.projects_created.inc()

@@ -7,7 +7,7 @@ partition *p*. One record describes many runs of one batch (one produce call per
 partition, not per run); values are JSON:
 
 * ``{"v": 1, "state": "pending", "project_id": P, "run_ids": [...]}`` — written and flushed
-  *before* those runs are imported;
+  *before each* import request of those runs (a retry or a half of a split gets a fresh one);
 * ``{"v": 1, "state": "imported", "project_id": P, "runs": [[run_id, [task ids]], ...]}`` — after
   the import succeeded;
 * ``{"v": 1, "state": "rejected", "run_ids": [...]}`` — Label Studio refused the runs (4xx),
@@ -46,6 +46,14 @@ PENDING_MARGIN_MS = 2_000
 """Added to the time of a ``pending`` marker read back from the ledger: its Kafka timestamp comes
 from the writer's clock, which may be a little behind ours, and the import it announced left a
 moment after it. Markers this process wrote itself need no margin."""
+
+RECORD_OVERHEAD_BYTES = 128
+"""What a Kafka record costs besides its value, rounded up: the key (``imported:<p>:<32 hex>``, under
+50 B), the record's own varints and timestamp delta (~20 B), and its share of a batch header (61 B)
+when, at worst, every record travels in its own batch."""
+MARKERS_PER_RUN = 4
+"""``pending`` markers the ledger sizing allows per run: the first request and three more (a retry, or
+the halves of a split request). Each import request is preceded by its own marker."""
 
 State = Literal["pending", "imported", "rejected"]
 
@@ -293,6 +301,21 @@ class Ledger:
             self._reader = None
 
 
+def bytes_per_run(max_tasks_per_run: int) -> int:
+    """Ledger bytes one run may take at worst: ``MARKERS_PER_RUN`` one-run ``pending`` records and one
+    one-run ``imported`` record naming ``max_tasks_per_run`` ten-digit task ids, measured with this
+    codec (about 2.9 KB for 256 tasks, 400 B for one).
+
+    Used to size the ledger topic's ``retention.bytes``: too small a bound deletes markers of runs
+    the memory still counts on, and a restart then imports them again.
+    """
+    run = (uuid.UUID(int=(1 << 128) - 1),)
+    big = (1 << 31) - 1
+    pending = len(encode_entry(LedgerEntry("pending", run, big)))
+    imported = len(encode_entry(LedgerEntry("imported", run, big, ((big,) * max_tasks_per_run,))))
+    return MARKERS_PER_RUN * (RECORD_OVERHEAD_BYTES + pending) + RECORD_OVERHEAD_BYTES + imported
+
+
 T = TypeVar("T")
 
 
@@ -302,11 +325,14 @@ def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
 
 
 __all__ = [
+    "MARKERS_PER_RUN",
     "PENDING_MARGIN_MS",
+    "RECORD_OVERHEAD_BYTES",
     "RUNS_PER_RECORD",
     "VERSION",
     "Ledger",
     "LedgerEntry",
+    "bytes_per_run",
     "decode_entry",
     "encode_entry",
 ]

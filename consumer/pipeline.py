@@ -241,22 +241,9 @@ class Pipeline:
         return list(groups.values())
 
     def _import(self, project: Project, items: list[Item], number: int) -> None:
-        uncertain: list[Item] = []
-        unmarked: dict[int, list[uuid.UUID]] = {}
-        for item in items:
-            pending = self._ledger.memory(item.partition).pending_project(item.run_id.bytes)
-            if pending is not None:
-                uncertain.append(item)
-            if pending != project.id:
-                unmarked.setdefault(item.partition, []).append(item.run_id)
+        uncertain = [item for item in items if self._marked_project(item) is not None]
         if uncertain:
             self._hold_recent(uncertain)  # before any marker of this batch: a retry sees the same state
-        for partition, run_ids in unmarked.items():
-            self._ledger.mark_pending(partition, project.id, run_ids)
-        self._outbox.flush()
-        self._crash("pending", number)
-
-        if uncertain:
             self._check_uncertain(project, uncertain)
 
         remaining = [item for item in items if item.state is ItemState.NEW]
@@ -274,7 +261,11 @@ class Pipeline:
 
         try:
             self._sink.import_units(
-                project.id, [Unit(item, item.tasks or []) for item in remaining], report, imported
+                project.id,
+                [Unit(item, item.tasks or []) for item in remaining],
+                report,
+                imported,
+                before_request=lambda units: self._announce(project.id, [u.key for u in units], number),
             )
         except LabelStudioUnavailable as exc:
             if not exc.maybe_applied:
@@ -312,22 +303,62 @@ class Pipeline:
             wait_ms = min(max(waiting) - now, self._settle_ms + PENDING_MARGIN_MS)
             raise UncertainTooRecent(wait_ms / 1000, len(waiting))
 
+    def _marked_project(self, item: Item) -> int | None:
+        """The project named by the run's ``pending`` marker, if the run is uncertain."""
+        return self._ledger.memory(item.partition).pending_project(item.run_id.bytes)
+
+    def _announce(self, project_id: int, items: Sequence[Item], number: int) -> None:
+        """Write and flush a fresh ``pending`` marker for the runs of one import request, right
+        before it is sent (the first, a retry, each half of a split): a next owner waits out the
+        import timeout from the latest request, not from an earlier marker (docs/EXACTLY_ONCE.md)."""
+        by_partition: dict[int, list[uuid.UUID]] = {}
+        for item in items:
+            by_partition.setdefault(item.partition, []).append(item.run_id)
+        for partition, run_ids in by_partition.items():
+            self._ledger.mark_pending(partition, project_id, run_ids)
+        self._outbox.flush()
+        self._crash("pending", number)
+
     def _check_uncertain(self, project: Project, uncertain: list[Item]) -> None:
-        """Ask Label Studio which uncertain runs it has; those are recorded, not imported again."""
+        """Ask Label Studio which uncertain runs it has; those are recorded, not imported again.
+
+        Each run is looked up in the project its ``pending`` marker names, which is where its
+        import may have gone, not where it routes now (a dated or renamed title may route it
+        elsewhere); a found run is recorded ``imported`` in that project.
+        """
         self._metrics.uncertain_checks.inc(len(uncertain))
-        found = self._sink.existing(project.id, [str(item.run_id) for item in uncertain])
-        by_partition: dict[int, list[tuple[uuid.UUID, list[int]]]] = {}
+        by_project: dict[int, list[Item]] = {}
         for item in uncertain:
-            task_ids = found.get(str(item.run_id))
-            if task_ids:
-                by_partition.setdefault(item.partition, []).append((item.run_id, task_ids))
-                self._duplicate(item, "label_studio")
-        for partition, runs in by_partition.items():
-            self._ledger.mark_imported(partition, project.id, runs)
-        log.info(
-            "checked uncertain runs in Label Studio",
-            extra={"project_id": project.id, "uncertain": len(uncertain), "found": len(found)},
-        )
+            by_project.setdefault(self._marked_project(item) or project.id, []).append(item)
+        for marked, group in by_project.items():
+            found = self._found_in(marked, group, routed=project.id)
+            by_partition: dict[int, list[tuple[uuid.UUID, list[int]]]] = {}
+            for item in group:
+                task_ids = found.get(str(item.run_id))
+                if task_ids:
+                    by_partition.setdefault(item.partition, []).append((item.run_id, task_ids))
+                    self._duplicate(item, "label_studio")
+            for partition, runs in by_partition.items():
+                self._ledger.mark_imported(partition, marked, runs)
+            log.info(
+                "checked uncertain runs in Label Studio",
+                extra={
+                    "project_id": marked,
+                    "routed_project_id": project.id,
+                    "uncertain": len(group),
+                    "found": len(found),
+                },
+            )
+
+    def _found_in(self, project_id: int, items: list[Item], *, routed: int) -> dict[str, list[int]]:
+        """The task ids Label Studio has for these runs in the project; a project other than the
+        routed one that no longer exists holds nothing (the routed one's 404 is ProjectGone)."""
+        try:
+            return self._sink.existing(project_id, [str(item.run_id) for item in items])
+        except ProjectGone:
+            if project_id == routed:
+                raise
+            return {}
 
     def _project_gone(self, project: Project, items: list[Item]) -> None:
         log.warning("project disappeared; resolving its runs again", extra={"project_id": project.id})

@@ -239,6 +239,12 @@ class Settings(KafkaConnection):
     dedup_max_run_ids: int = _setting(
         "INGEST_DEDUP_MAX_RUN_IDS", 1_000_000, "Most run_ids remembered per input partition.", ge=1_000
     )
+    ledger_retention_check: Literal["refuse", "warn"] = _setting(
+        "INGEST_LEDGER_RETENTION_CHECK",
+        "refuse",
+        "An existing ledger topic whose retention.ms/retention.bytes is below what the dedup settings "
+        "need: refuse to start, or warn and start.",
+    )
 
     # --- Event limits (schemas.Limits) ------------------------------------------------------
     max_event_bytes: int = _setting(

@@ -88,12 +88,14 @@ class LabelStudioSink:
         units: Sequence[Unit[K]],
         report: ImportReport[K],
         on_imported: Callable[[Sequence[tuple[Unit[K], list[int]]]], None],
+        before_request: Callable[[Sequence[Unit[K]]], None] | None = None,
     ) -> None:
         """Import every unit into the project, splitting the request to isolate 4xx-rejected units.
 
         ``on_imported`` gets the units of each successful request with their task ids (record
         them right away: a later request of the same call may still fail). Rejected units end
-        up in ``report.rejected``.
+        up in ``report.rejected``. ``before_request`` gets the units of each request (the first,
+        each half of a split) right before it is sent: the caller announces them in the ledger.
 
         Raises:
             LabelStudioUnavailable: Label Studio is down, timed out, or answered 5xx/408/409/429/401/403.
@@ -102,6 +104,8 @@ class LabelStudioSink:
         pending: list[Sequence[Unit[K]]] = [units] if units else []
         while pending:
             chunk = pending.pop()
+            if before_request is not None:
+                before_request(chunk)
             error = self._import_once(project_id, chunk, report, on_imported)
             if error is None:
                 continue

@@ -62,6 +62,8 @@ class Source:
         self._lag_updated = 0.0
         self._rewind_on_assign: dict[int, int] = {}
         """First offsets of an abandoned batch whose partitions were revoked when it was abandoned."""
+        self._joined_at = float("-inf")
+        """``time.monotonic()`` of the last assignment: the group confirmed the member then."""
 
     # --- group membership -----------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -89,6 +91,7 @@ class Source:
     def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
         partitions = {tp.partition for tp in assigned if tp.topic == self.topic}
         self.generation += 1
+        self._joined_at = time.monotonic()
         self.assigned = frozenset(self.assigned | partitions)
         self._ledger.retain(self.assigned)
         self.restoring |= partitions
@@ -175,6 +178,49 @@ class Source:
             self._poll_paused(0)
         if self.generation != generation:
             raise Rebalanced()
+
+    def confirm_membership(self, generation: int) -> None:
+        """Return once the group has recently confirmed this member, polling (paused) until it has.
+
+        A member frozen (SIGSTOP) or cut off from the coordinator for longer than the session
+        timeout has lost its partitions, but kafka-python only marks the coordinator dead: the
+        revoke callback comes later, in a ``poll()`` that completes a rejoin. So a request is sent
+        only while a heartbeat was answered within half the session timeout, the coordinator is
+        known and the group is stable with no rejoin pending; otherwise this polls until that
+        holds again or the assignment changes.
+
+        Raises:
+            Rebalanced: the assignment changed since ``generation``, or the membership could not
+                be confirmed within the session timeout.
+        """
+        deadline = time.monotonic() + self._session_timeout_s()
+        while not self._member_confirmed():
+            if self.generation != generation or time.monotonic() >= deadline:
+                raise Rebalanced()
+            self._poll_paused(IDLE_POLL_MS)
+        if self.generation != generation:
+            raise Rebalanced()
+
+    def _session_timeout_s(self) -> float:
+        config = getattr(self.consumer, "config", None) or {}
+        return float(config.get("session_timeout_ms", 10_000)) / 1000
+
+    def _member_confirmed(self) -> bool:
+        """Whether the group confirmed this member recently: an assignment or an answered heartbeat
+        (kafka-python 3 coordinator internals; a consumer without them, e.g. a unit-test fake, is
+        taken at its generation's word)."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        heartbeat = getattr(coordinator, "heartbeat", None)
+        if coordinator is None or heartbeat is None:
+            return True
+        # not heartbeat.last_reset: finding the coordinator again resets it, before any answer
+        answered = max(heartbeat.last_receive, self._joined_at)
+        return bool(
+            time.monotonic() - answered < self._session_timeout_s() / 2
+            and coordinator.stable()
+            and not coordinator.need_rejoin()
+            and not coordinator.coordinator_unknown()
+        )
 
     def wait(self, seconds: float, generation: int, stop: threading.Event | None = None) -> None:
         """Wait (paused, still polling) for ``seconds`` or until ``stop`` is set.

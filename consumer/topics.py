@@ -1,22 +1,33 @@
 """Start-up checks of the topics: wait for the input topic, create the ledger and dead-letter topics.
 
 The ledger must have exactly as many partitions as the input topic (ledger partition *p* holds
-the run_ids of input partition *p*); a mismatch stops start-up with a clear message.
+the run_ids of input partition *p*); a mismatch stops start-up with a clear message. An existing
+ledger topic must also keep its records for the dedup horizon: a shorter ``retention.ms`` or
+``retention.bytes`` (e.g. a broker default of 7 days) deletes markers the consumer still counts on,
+so start-up refuses it (or warns, ``INGEST_LEDGER_RETENTION_CHECK=warn``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from labelstudio_ingest.consumer.ledger import bytes_per_run
+from labelstudio_ingest.schemas import Limits
 
 log = logging.getLogger(__name__)
 
 _UNKNOWN_TOPIC = 3
+RETENTION_KEYS = ("retention.ms", "retention.bytes")
+MAX_SEGMENT_BYTES = 1 << 30
+"""Kafka's largest ``segment.bytes`` (an int; brokers refuse more)."""
+
+RetentionCheck = Literal["refuse", "warn"]
 
 
 class TopicError(RuntimeError):
@@ -33,21 +44,86 @@ def partition_count(admin: Any, topic: str) -> int | None:
     return len(description.get("partitions") or []) or None
 
 
-def ledger_topic_configs(horizon_ms: int, max_run_ids: int) -> dict[str, str]:
+def ledger_topic_configs(
+    horizon_ms: int, max_run_ids: int, max_tasks_per_run: int = Limits().max_inputs
+) -> dict[str, str]:
     """Configs that bound a ledger partition by the dedup horizon and by the run_ids remembered.
 
     Records have unique keys, so the policy is ``delete``: ``retention.ms`` is the horizon and
-    ``retention.bytes`` about twice what ``max_run_ids`` runs take (pending + imported, ~100 B a
-    run); segments roll at an eighth of either bound so that old data actually goes.
+    ``retention.bytes`` what ``max_run_ids`` runs of ``max_tasks_per_run`` tasks can take at worst
+    (:func:`~labelstudio_ingest.consumer.ledger.bytes_per_run`, a few KB a run): a bound, not an
+    allocation. Segments roll at an eighth of either bound so that old data actually goes.
     """
-    retention_bytes = max_run_ids * 200
+    retention_bytes = max_run_ids * bytes_per_run(max_tasks_per_run)
     return {
         "cleanup.policy": "delete",
         "retention.ms": str(horizon_ms),
         "retention.bytes": str(retention_bytes),
         "segment.ms": str(max(60_000, horizon_ms // 8)),
-        "segment.bytes": str(max(1 << 20, retention_bytes // 8)),
+        "segment.bytes": str(min(MAX_SEGMENT_BYTES, max(1 << 20, retention_bytes // 8))),
     }
+
+
+def retention_shortfalls(reported: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    """What in a ledger topic's reported configs keeps records shorter than ``wanted`` (pure).
+
+    A key the broker does not report is not a shortfall (it cannot be judged); -1 means unbounded.
+    """
+    problems = []
+    for key in RETENTION_KEYS:
+        value, need = reported.get(key), int(wanted[key])
+        if value is None:
+            continue
+        try:
+            have = int(value)
+        except ValueError:
+            problems.append(f"{key}={value!r} is not a number")
+            continue
+        if 0 <= have < need:
+            problems.append(f"{key}={have} is below the {need} the dedup settings need")
+    return problems
+
+
+def topic_configs(admin: Any, name: str) -> dict[str, str]:
+    """The configs a broker reports for a topic (every one it knows, defaults included).
+
+    tansu 0.6 reports only the configs the topic was created with; Kafka reports all of them.
+    """
+    resource = ConfigResource(ConfigResourceType.TOPIC, name)
+    described = admin.describe_configs([resource], config_filter="all")
+    entries = (described.get("topic") or {}).get(name) or {}
+    return {key: str(entry["value"]) for key, entry in entries.items() if entry.get("value") is not None}
+
+
+def check_ledger_retention(admin: Any, name: str, wanted: dict[str, str], mode: RetentionCheck) -> None:
+    """Refuse (``mode="refuse"``) or warn about a ledger topic that deletes records too early.
+
+    Raises:
+        TopicError: the topic's retention is shorter than ``wanted`` and ``mode`` is ``refuse``.
+    """
+    try:
+        reported = topic_configs(admin, name)
+    except KafkaError as exc:
+        log.warning("cannot read the ledger topic's configs", extra={"topic": name, "error": str(exc)})
+        return
+    unknown = [key for key in RETENTION_KEYS if key not in reported]
+    if unknown:
+        log.warning(
+            "the broker does not report the ledger topic's retention; check it by hand",
+            extra={"topic": name, "unreported": unknown, "wanted": {k: wanted[k] for k in unknown}},
+        )
+    problems = retention_shortfalls(reported, wanted)
+    if not problems:
+        return
+    message = (
+        f"the ledger topic {name!r} deletes records too early: {'; '.join(problems)}. Markers deleted "
+        "early make a restart import runs again. Raise them (kafka-configs --alter --entity-type topics "
+        f"--entity-name {name} --add-config retention.ms=...,retention.bytes=...), or lower "
+        "INGEST_DEDUP_HORIZON_DAYS / INGEST_DEDUP_MAX_RUN_IDS (docs/EXACTLY_ONCE.md)"
+    )
+    if mode == "refuse":
+        raise TopicError(message + "; INGEST_LEDGER_RETENTION_CHECK=warn starts anyway")
+    log.warning(message, extra={"topic": name})
 
 
 def ensure_topics(
@@ -60,6 +136,7 @@ def ensure_topics(
     ledger_configs: dict[str, str],
     stop: threading.Event,
     wait_s: float = 5.0,
+    retention_check: RetentionCheck = "refuse",
 ) -> int:
     """Wait until the input topic exists, then make sure the ledger and DLQ topics fit it.
 
@@ -77,6 +154,7 @@ def ensure_topics(
         if stop.wait(wait_s):
             return 0
     _ensure(admin, ledger_topic, partitions, ledger_configs, create=create, exact=True)
+    check_ledger_retention(admin, ledger_topic, ledger_configs, retention_check)
     _ensure(admin, dlq_topic, partitions, {}, create=create, exact=False)
     return partitions
 
@@ -101,4 +179,13 @@ def _ensure(
         )
 
 
-__all__ = ["TopicError", "ensure_topics", "ledger_topic_configs", "partition_count"]
+__all__ = [
+    "RetentionCheck",
+    "TopicError",
+    "check_ledger_retention",
+    "ensure_topics",
+    "ledger_topic_configs",
+    "partition_count",
+    "retention_shortfalls",
+    "topic_configs",
+]
