@@ -160,8 +160,8 @@ class Pipeline:
         """
         while True:
             todo = [item for item in batch.items if item.state is ItemState.NEW]
-            self._drop_duplicates(todo)
-            groups = self._route([item for item in todo if item.state is ItemState.NEW])
+            firsts, copies = self._drop_duplicates(todo)
+            groups = self._route([item for item in firsts if item.state is ItemState.NEW])
             project_gone = False
             for project, items in groups:
                 try:
@@ -169,7 +169,7 @@ class Pipeline:
                 except ProjectGone:
                     self._project_gone(project, items)
                     project_gone = True
-            if not project_gone:
+            if not self._settle_copies(copies) and not project_gone:
                 return
 
     def finish(self, batch: Batch) -> None:
@@ -189,16 +189,34 @@ class Pipeline:
         )
 
     # --- helpers ------------------------------------------------------------------------------
-    def _drop_duplicates(self, items: list[Item]) -> None:
-        seen: set[bytes] = set()
+    def _drop_duplicates(self, items: list[Item]) -> tuple[list[Item], list[tuple[Item, Item]]]:
+        """Drop runs the ledger has imported; of the rest, the first copy of each run goes on and
+        later copies of it in the batch wait (returned second, with their first copy) for what
+        becomes of the first."""
+        first: dict[bytes, Item] = {}
+        copies: list[tuple[Item, Item]] = []
         for item in items:
             run = item.run_id.bytes
             if self._ledger.memory(item.partition).is_imported(run):
                 self._duplicate(item, "ledger")
-            elif run in seen:
+            elif run in first:
+                copies.append((item, first[run]))
+            else:
+                first[run] = item
+        return list(first.values()), copies
+
+    def _settle_copies(self, copies: list[tuple[Item, Item]]) -> bool:
+        """Later copies of a run whose first copy is imported (or found in Label Studio) are
+        duplicates. A copy whose first copy was dead-lettered (its target refused, say) stays new:
+        whether it is a valid run is its own question, so it is processed next, never committed
+        unimported. True when some copies are left to process."""
+        left = False
+        for item, first in copies:
+            if first.state in {ItemState.IMPORTED, ItemState.DUPLICATE}:
                 self._duplicate(item, "batch")
             else:
-                seen.add(run)
+                left = True
+        return left
 
     def _route(self, items: list[Item]) -> list[tuple[Project, list[Item]]]:
         groups: dict[int, tuple[Project, list[Item]]] = {}
