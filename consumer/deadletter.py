@@ -47,6 +47,9 @@ class Reason(StrEnum):
     UNSAFE_LABEL_CONFIG = "unsafe_label_config"
     NOT_ALLOWED = "not_allowed"
     IMPORT_REJECTED = "import_rejected"
+    SERVER_ERROR = "server_error"
+    """Label Studio failed this run's import alone (5xx or timeout), again and again, while it
+    answered other requests: something in the record breaks it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ DECODE_STAGE_REASONS = frozenset(
 )
 """Decode reasons reported with stage ``decode``; the others are ``validate``."""
 TASK_BUILD_REASON = "task_build"
+SERVER_ERROR_SUMMARY = "Label Studio failed the import of this run alone while it answered other requests"
 
 CrashHook = Callable[[str, int], None]
 
@@ -85,6 +86,10 @@ class Batch:
 
     number: int
     items: list[Item] = field(default_factory=list)
+    suspect_failures: int = 0
+    """Imports of this batch that failed in a row with a 5xx or a timeout (see ``errors.suspect``)."""
+    isolate: bool = False
+    """Split failing imports down to the run that breaks Label Studio, and dead-letter it."""
 
     def next_offsets(self) -> dict[tuple[str, int], int]:
         """The offsets to commit: one past the last record of each partition."""
@@ -132,6 +137,8 @@ class Pipeline:
         self._mask = mask
         self._settle_ms = int(settle_s * 1000)
         self._clock = clock
+        self._isolate = False
+        """Whether the batch in :meth:`process` isolates runs that fail with 5xx/timeouts."""
 
     # --- steps --------------------------------------------------------------------------------
     def start(self, records: Sequence[Any], number: int) -> Batch:
@@ -158,6 +165,7 @@ class Pipeline:
             LabelStudioUnavailable: retry the same batch later (progress is kept in it).
             UncertainTooRecent: wait, then process the same batch again (nothing was sent).
         """
+        self._isolate = batch.isolate
         while True:
             todo = [item for item in batch.items if item.state is ItemState.NEW]
             firsts, copies = self._drop_duplicates(todo)
@@ -284,7 +292,11 @@ class Pipeline:
 
         try:
             self._sink.import_units(
-                project.id, [Unit(item, item.tasks or []) for item in remaining], report, imported
+                project.id,
+                [Unit(item, item.tasks or [], _request_bytes(item)) for item in remaining],
+                report,
+                imported,
+                isolate=self._isolate,
             )
         except LabelStudioUnavailable as exc:
             if not exc.maybe_applied:
@@ -302,6 +314,12 @@ class Pipeline:
                     Failure.of(Reason.IMPORT_REJECTED, Stage.IMPORT, error, describe(error, limit=4_000)),
                 )
             report.rejected.clear()
+            for unit, error in report.failed:
+                item = unit.key
+                rejected.setdefault(item.partition, []).append(item.run_id)
+                summary = f"{SERVER_ERROR_SUMMARY}: {describe(error, limit=4_000)}"
+                self._dead(item, Failure.of(Reason.SERVER_ERROR, Stage.IMPORT, error, summary))
+            report.failed.clear()
             for partition, run_ids in rejected.items():
                 self._ledger.mark_rejected(partition, run_ids)
         self._crash("import", number)
@@ -373,6 +391,17 @@ class Pipeline:
                 "error": failure.message[:500],
             },
         )
+
+
+TASK_OVERHEAD_BYTES = 300
+"""About what a task adds to its run's share of the event in a request (keys, ids, run_id)."""
+
+
+def _request_bytes(item: Item) -> int:
+    """About what an item's tasks weigh in an import request: its event's size (the texts appear
+    once across its tasks; ``meta`` is cut per task, see ``tasks.py``) plus a little per task."""
+    size = len(item.record.value) if item.record.value is not None else 0
+    return size + TASK_OVERHEAD_BYTES * len(item.tasks or ())
 
 
 __all__ = ["Batch", "CrashHook", "Item", "ItemState", "Pipeline"]
