@@ -30,11 +30,11 @@ from labelstudio_ingest.consumer.errors import (
 from labelstudio_ingest.consumer.labelconfig import LabelConfigError
 from labelstudio_ingest.consumer.ledger import PENDING_MARGIN_MS, Ledger
 from labelstudio_ingest.consumer.metrics import Metrics
-from labelstudio_ingest.consumer.outbox import Outbox
+from labelstudio_ingest.consumer.outbox import Outbox, OutRecord
 from labelstudio_ingest.consumer.projects import Project, ProjectResolver, UnknownProjectError
 from labelstudio_ingest.consumer.sink import ImportReport, LabelStudioSink, Unit
 from labelstudio_ingest.consumer.tasks import build_tasks
-from labelstudio_ingest.schemas import DecodeErrorReason, Event, EventDecodeError, Limits, decode
+from labelstudio_ingest.schemas import DecodeErrorReason, Event, EventDecodeError, Limits, decode, run_key
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ DECODE_STAGE_REASONS = frozenset(
 )
 """Decode reasons reported with stage ``decode``; the others are ``validate``."""
 TASK_BUILD_REASON = "task_build"
+H_ORIGINAL_KEY = "ingest.original.key"
+"""On a record re-published under its canonical key: the key it was consumed with (empty: none)."""
 SERVER_ERROR_SUMMARY = "Label Studio failed the import of this run alone while it answered other requests"
 
 CrashHook = Callable[[str, int], None]
@@ -55,6 +57,8 @@ class ItemState(StrEnum):
     DEAD = "dead"
     DUPLICATE = "duplicate"
     IMPORTED = "imported"
+    REKEYED = "rekeyed"
+    """Valid, but keyed otherwise than by its canonical run_id: re-published under that key."""
 
 
 @dataclass(eq=False, slots=True)
@@ -156,6 +160,8 @@ class Pipeline:
                 self._dead(item, Failure.of(exc.reason.value, stage, exc, exc.detail))
                 continue
             self._metrics.events_valid.inc()
+            if record.key != run_key(item.event.run_id):
+                self._rekey(item)
         return batch
 
     def process(self, batch: Batch) -> None:
@@ -370,6 +376,26 @@ class Pipeline:
                 item.rerouted = True
                 item.project = None
                 item.tasks = None
+
+    def _rekey(self, item: Item) -> None:
+        """Re-publish a record keyed otherwise than by its run_id's canonical form to the input
+        topic under that key, so it lands in the partition whose ledger deduplicates the run; the
+        original is committed with the batch (after the copy is flushed). A crash in between makes
+        a second canonical copy, which that ledger drops like any duplicate (docs/EXACTLY_ONCE.md)."""
+        record = item.record
+        key = run_key(item.run_id)
+        headers = [(k, v) for k, v in (record.headers or []) if k != H_ORIGINAL_KEY]
+        headers.append((H_ORIGINAL_KEY, record.key if record.key is not None else b""))
+        timestamp = record.timestamp if isinstance(record.timestamp, int) and record.timestamp >= 0 else None
+        self._outbox.send(
+            OutRecord(str(record.topic), key, record.value, headers=headers, timestamp_ms=timestamp)
+        )
+        item.state = ItemState.REKEYED
+        self._metrics.rekeyed.inc()
+        log.info(
+            "re-published a record under its canonical key",
+            extra={"partition": item.partition, "offset": record.offset, "run_id": str(item.run_id)},
+        )
 
     def _duplicate(self, item: Item, source: str) -> None:
         item.state = ItemState.DUPLICATE
