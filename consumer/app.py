@@ -192,6 +192,7 @@ class ConsumerApp:
             crash=self._crash_point,
             mask=Masker(s.secrets()),
             settle_s=s.import_timeout_s,
+            meta_max_bytes=s.meta_max_bytes,
         )
         self.backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
         self._built = True

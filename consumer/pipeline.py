@@ -33,7 +33,7 @@ from labelstudio_ingest.consumer.metrics import Metrics
 from labelstudio_ingest.consumer.outbox import Outbox, OutRecord
 from labelstudio_ingest.consumer.projects import Project, ProjectResolver, UnknownProjectError
 from labelstudio_ingest.consumer.sink import ImportReport, LabelStudioSink, Unit
-from labelstudio_ingest.consumer.tasks import build_tasks
+from labelstudio_ingest.consumer.tasks import META_MAX_BYTES, build_tasks
 from labelstudio_ingest.schemas import DecodeErrorReason, Event, EventDecodeError, Limits, decode, run_key
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class Pipeline:
         mask: Callable[[str], str] = str,
         settle_s: float = 0.0,
         clock: Callable[[], float] = time.time,
+        meta_max_bytes: int = META_MAX_BYTES,
     ) -> None:
         """``settle_s`` (the import timeout): how long after its ``pending`` marker an uncertain
         run's import may still be applied by Label Studio; it is not asked about before then."""
@@ -141,6 +142,7 @@ class Pipeline:
         self._mask = mask
         self._settle_ms = int(settle_s * 1000)
         self._clock = clock
+        self._meta_max_bytes = meta_max_bytes
         self._isolate = False
         """Whether the batch in :meth:`process` isolates runs that fail with 5xx/timeouts."""
 
@@ -257,7 +259,9 @@ class Pipeline:
                     self._metrics.ls_errors.labels(error_kind(exc)).inc()
                     raise unavailable(exc) from exc
                 try:
-                    item.tasks = build_tasks(item.event, item.project.layout)
+                    item.tasks = build_tasks(
+                        item.event, item.project.layout, meta_max_bytes=self._meta_max_bytes
+                    )
                 except Exception as exc:  # a record our task builder cannot shape
                     self._dead(item, Failure.of(TASK_BUILD_REASON, Stage.ROUTE, exc))
                     continue
