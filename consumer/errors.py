@@ -11,6 +11,7 @@ from label_studio_sdk.core.parse_error import ParsingError
 _RETRY_STATUSES = frozenset({408, 409, 425, 429})
 _AUTH_STATUSES = frozenset({401, 403})
 _NOT_FOUND = 404
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
 
 
 class Verdict(StrEnum):
@@ -124,6 +125,18 @@ def suspect(exc: BaseException) -> bool:
     return isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.RemoteProtocolError)
 
 
+def finished(exc: BaseException) -> bool:
+    """Whether Label Studio itself answered, so the request is over and asking about its runs now
+    is safe: a 5xx other than a gateway's 502/503/504. A timeout or a dropped connection may leave
+    the import running on the server, and a gateway may answer while Label Studio still works."""
+    return (
+        isinstance(exc, ApiError)
+        and exc.status_code is not None
+        and exc.status_code >= 500
+        and (exc.status_code not in _GATEWAY_STATUSES)
+    )
+
+
 def unavailable(
     exc: BaseException, *, applied: bool | None = None, is_suspect: bool = False
 ) -> LabelStudioUnavailable:
@@ -154,6 +167,7 @@ __all__ = [
     "classify",
     "describe",
     "error_kind",
+    "finished",
     "maybe_applied",
     "suspect",
     "unavailable",

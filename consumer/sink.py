@@ -28,6 +28,7 @@ from labelstudio_ingest.consumer.errors import (
     classify,
     describe,
     error_kind,
+    finished,
     suspect,
     unavailable,
 )
@@ -133,10 +134,11 @@ class LabelStudioSink:
         them right away: a later request of the same call may still fail). 4xx-rejected units end
         up in ``report.rejected``.
 
-        A request answered with a 5xx (Label Studio has finished with it) is followed by a question
-        about its runs: those found were imported, the others were not. With ``isolate`` (the same
-        import kept failing while Label Studio answers), a request that fails with a 5xx or a
-        timeout is asked about and split like a 4xx one, and a run that fails alone ends up in
+        A request Label Studio answered with a 5xx (not a gateway's, see ``errors.finished``) is
+        followed by a question about its runs: those found were imported, the others were not.
+        With ``isolate`` (the same import kept failing while Label Studio answers), a request that
+        fails with any 5xx or a timeout is asked about (once ``timeout_s`` after it was sent: it
+        cannot be applied later) and split like a 4xx one, and a run that fails alone ends up in
         ``report.failed``.
 
         Raises:
@@ -148,6 +150,7 @@ class LabelStudioSink:
         pending.reverse()  # popped from the end: in order
         while pending:
             chunk = pending.pop()
+            sent = time.monotonic()
             error = self._import_once(project_id, chunk, report, on_imported)
             if error is None:
                 continue
@@ -156,9 +159,11 @@ class LabelStudioSink:
                 raise ProjectGone(project_id) from error
             if verdict is Verdict.REJECTED:
                 left: Sequence[Unit[K]] = chunk
-            elif suspect(error) and (isolate or not isinstance(error, httpx.TimeoutException)):
+            elif suspect(error) and (isolate or finished(error)):
                 if self.deadline is not None:  # shutting down: the request may have been cut short
                     raise unavailable(error, is_suspect=True) from error
+                if not finished(error):  # it may still be applied until its timeout is over
+                    time.sleep(max(0.0, sent + self.timeout_s - time.monotonic()))
                 left = self._not_imported(project_id, chunk, report, on_imported, error)
                 if not isolate:
                     raise unavailable(error, applied=False, is_suspect=True) from error

@@ -42,6 +42,7 @@ def poisoned(world: World, failure: str, *, applied: bool = False) -> None:
         raise ApiError(status_code=500, body={"detail": "unsupported Unicode escape sequence"})
 
     world.ls.import_tasks = import_tasks  # type: ignore[method-assign]
+    world.sink.timeout_s = 0.01  # a timed-out request is asked about once its timeout is over
 
 
 def run_isolating(world: World, records: list[Any]) -> Any:
@@ -107,6 +108,28 @@ def test_before_isolating_a_500_is_asked_about_and_retried_as_not_applied() -> N
     assert world.ls.list_calls == 1
     assert batch.count(ItemState.NEW) == 2
     assert world.dead() == []
+
+
+def test_a_gateway_504_is_suspect_but_not_asked_about_at_once() -> None:
+    world = World()
+    world.ls.fail = ["504"]
+    original = world.ls.import_tasks
+
+    def import_tasks(**kwargs: Any) -> Any:
+        if world.ls.fail and world.ls.fail[0] == "504":
+            world.ls.fail.pop(0)
+            raise ApiError(status_code=504, body="gateway timeout")
+        return original(**kwargs)
+
+    world.ls.import_tasks = import_tasks  # type: ignore[method-assign]
+    batch = world.pipeline.start(records_of(prompt_event()), 1)
+
+    with pytest.raises(LabelStudioUnavailable) as caught:
+        world.pipeline.process(batch)
+
+    assert caught.value.suspect
+    assert caught.value.maybe_applied  # Label Studio may still be working on it behind the gateway
+    assert world.ls.list_calls == 0
 
 
 def test_a_refused_connection_is_no_reason_to_suspect_the_records() -> None:
