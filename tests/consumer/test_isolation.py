@@ -152,3 +152,25 @@ def test_requests_are_cut_by_bytes_and_by_tasks_never_inside_a_run() -> None:
     cut = requests_of(units, max_bytes=1_000, max_tasks=4)
 
     assert [[u.key for u in request] for request in cut] == [[400, 400], [300], [2_000], [10], [10]]
+
+
+def test_a_body_too_large_for_label_studio_is_split_until_it_passes_and_nothing_is_dead_lettered() -> None:
+    world = World()
+    original: Callable[..., Any] = world.ls.import_tasks
+
+    def import_tasks(*, id: int, request: list[dict[str, Any]], **kwargs: Any) -> Any:
+        if len(request) > 4:  # what Label Studio answers to a body over its upload limit
+            world.ls.import_calls.append(len(request))
+            raise ApiError(
+                status_code=500, body="You cannot access body after reading from request's data stream"
+            )
+        return original(id=id, request=request, **kwargs)
+
+    world.ls.import_tasks = import_tasks  # type: ignore[method-assign]
+    events = [prompt_event(text=f"ok {i}") for i in range(16)]
+
+    batch = run_isolating(world, records_of(*events))
+
+    assert sorted(world.ls.run_ids(1)) == sorted(str(e.run_id) for e in events)
+    assert world.dead() == []
+    assert batch.count(ItemState.IMPORTED) == len(events)
