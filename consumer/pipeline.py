@@ -7,6 +7,7 @@ left. Nothing here commits offsets; the caller does that after :meth:`Pipeline.f
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -429,9 +430,14 @@ TASK_OVERHEAD_BYTES = 300
 
 def _request_bytes(item: Item) -> int:
     """About what an item's tasks weigh in an import request: its event's size (the texts appear
-    once across its tasks; ``meta`` is cut per task, see ``tasks.py``) plus a little per task."""
+    once across its tasks, ``meta`` in full on the first), a little per task, and the ``meta`` of
+    every later task (at most ``INGEST_META_MAX_BYTES`` of metadata each, see ``tasks.py``)."""
+    tasks = item.tasks or []
     size = len(item.record.value) if item.record.value is not None else 0
-    return size + TASK_OVERHEAD_BYTES * len(item.tasks or ())
+    if len(tasks) > 1:
+        later_meta = len(json.dumps(tasks[1].get("meta"), ensure_ascii=False, default=str))
+        size += later_meta * (len(tasks) - 1)
+    return size + TASK_OVERHEAD_BYTES * len(tasks)
 
 
 __all__ = ["Batch", "CrashHook", "Item", "ItemState", "Pipeline"]

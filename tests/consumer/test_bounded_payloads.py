@@ -11,7 +11,7 @@ from labelstudio_ingest.consumer.ledger import TASK_IDS_PER_RECORD, decode_entry
 from labelstudio_ingest.consumer.tasks import META_MAX_BYTES, build_tasks
 from labelstudio_ingest.schemas import PromptEvent, Target
 
-from .fakes import LAYOUT
+from .fakes import LAYOUT, records_of
 from .test_pipeline import World
 
 BIG_METADATA = {f"key-{i}": "v" * 1_000 for i in range(420)}  # about 420 KB of JSON
@@ -79,3 +79,14 @@ def test_imported_records_of_runs_with_many_tasks_stay_small() -> None:
     assert [run for entry in entries for run in entry.run_ids] == [run for run, _ in runs]
     assert all(sum(len(ids) for ids in entry.task_ids) <= TASK_IDS_PER_RECORD for entry in entries)
     assert max(len(r.value or b"") for r in records) < 300_000
+
+
+def test_the_request_budget_counts_the_metadata_copied_into_later_tasks() -> None:
+    world = World()
+    world.sink.max_request_bytes = 1_000_000
+    small_but_copied = {f"k{i}": "v" * 100 for i in range(100)}  # ~11 KB: under the cap, copied 255 times
+    events = [run(prompts=256, metadata=small_but_copied) for _ in range(2)]
+
+    world.run(records_of(*events))
+
+    assert world.ls.import_calls == [256, 256]  # ~3 MB of tasks each: one run per request
