@@ -29,7 +29,7 @@ from labelstudio_ingest.consumer.ledger import Ledger
 from labelstudio_ingest.consumer.logs import Masker
 from labelstudio_ingest.consumer.metrics import Metrics
 from labelstudio_ingest.consumer.outbox import Outbox
-from labelstudio_ingest.consumer.pipeline import Pipeline
+from labelstudio_ingest.consumer.pipeline import Batch, Pipeline
 from labelstudio_ingest.consumer.projects import Project, ProjectResolver
 from labelstudio_ingest.consumer.settings import Settings
 from labelstudio_ingest.consumer.sink import LabelStudioSink
@@ -169,7 +169,12 @@ class ConsumerApp:
             max_retries=0,  # every retry is ours: backoff with partitions paused
         )
         self.sink = LabelStudioSink(
-            self.client, str(s.label_studio_url), timeout_s=s.import_timeout_s, metrics=self.metrics
+            self.client,
+            str(s.label_studio_url),
+            timeout_s=s.import_timeout_s,
+            metrics=self.metrics,
+            max_request_bytes=s.import_max_bytes,
+            max_request_tasks=s.import_max_tasks,
         )
         self.resolver = ProjectResolver(
             self.client,
@@ -192,6 +197,7 @@ class ConsumerApp:
             mask=Masker(s.secrets()),
             settle_s=s.import_timeout_s,
             trace_url_template=s.trace_url_template,
+            meta_max_bytes=s.meta_max_bytes,
         )
         self.backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
         self._built = True
@@ -265,6 +271,8 @@ class ConsumerApp:
                     self.pipeline.process(batch)
                     break
                 except LabelStudioUnavailable as exc:
+                    if self._isolate(batch, exc):
+                        continue
                     if not self._retry_after(exc, generation):
                         self.source.rewind(records)
                         return
@@ -286,6 +294,26 @@ class ConsumerApp:
         finally:
             self._generation = None
             self.source.resume_ready()
+
+    def _isolate(self, batch: Batch, exc: LabelStudioUnavailable) -> bool:
+        """Whether to retry the batch at once, isolating the run that breaks Label Studio: its
+        import failed ``INGEST_ISOLATE_AFTER_FAILURES`` times in a row with a 5xx or a timeout
+        while Label Studio's /health answers. Down (refused, /health failing) is an outage: False,
+        back off and retry, dead-letter nothing."""
+        batch.suspect_failures = batch.suspect_failures + 1 if exc.suspect else 0
+        if (
+            batch.isolate
+            or batch.suspect_failures < self.settings.isolate_after_failures
+            or self.stop.is_set()
+            or not self.sink.reachable()
+        ):
+            return False
+        batch.isolate = True
+        log.warning(
+            "the same import keeps failing while Label Studio answers; isolating the run that breaks it",
+            extra={"batch": batch.number, "failures": batch.suspect_failures, "error": str(exc)},
+        )
+        return True
 
     def _retry_after(self, exc: LabelStudioUnavailable, generation: int) -> bool:
         """Back off (partitions paused, still polling); False when shutdown leaves no time."""

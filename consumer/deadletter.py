@@ -48,6 +48,9 @@ class Reason(StrEnum):
     NOT_ALLOWED = "not_allowed"
     PROJECT_LIMIT = "project_limit"
     IMPORT_REJECTED = "import_rejected"
+    SERVER_ERROR = "server_error"
+    """Label Studio failed this run's import alone (5xx or timeout), again and again, while it
+    answered other requests: something in the record breaks it."""
 
 
 @dataclass(frozen=True, slots=True)

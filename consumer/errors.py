@@ -11,6 +11,7 @@ from label_studio_sdk.core.parse_error import ParsingError
 _RETRY_STATUSES = frozenset({408, 409, 425, 429})
 _AUTH_STATUSES = frozenset({401, 403})
 _NOT_FOUND = 404
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
 
 
 class Verdict(StrEnum):
@@ -32,11 +33,16 @@ class LabelStudioUnavailable(Exception):
     (connection refused, connect timeout); otherwise an import may have been applied.
     """
 
-    def __init__(self, kind: str, cause: BaseException, *, maybe_applied: bool) -> None:
+    def __init__(
+        self, kind: str, cause: BaseException, *, maybe_applied: bool, suspect: bool = False
+    ) -> None:
         super().__init__(f"Label Studio unavailable ({kind}): {describe(cause)}")
         self.kind = kind
         self.cause = cause
         self.maybe_applied = maybe_applied
+        self.suspect = suspect
+        """An import got a 5xx answer or timed out: the request itself may be what breaks Label
+        Studio (see :func:`suspect`); repeated, the batch is isolated rather than retried as is."""
 
 
 class Rebalanced(Exception):
@@ -109,9 +115,34 @@ def maybe_applied(exc: BaseException) -> bool:
     return classify(exc) is Verdict.TRANSIENT
 
 
-def unavailable(exc: BaseException) -> LabelStudioUnavailable:
-    """Wrap a transient failure for the retry loop."""
-    return LabelStudioUnavailable(error_kind(exc), exc, maybe_applied=maybe_applied(exc))
+def suspect(exc: BaseException) -> bool:
+    """Whether a failed import may be the fault of what it carried rather than of Label Studio: an
+    HTTP 5xx answer (a task that trips a server bug, a body too large for it: HTTP 500 "You cannot
+    access body after reading from request's data stream") or a request that was sent and never
+    answered in time. Refused connections and 429/408/auth answers never are."""
+    if isinstance(exc, ApiError | ParsingError):
+        return exc.status_code is not None and exc.status_code >= 500
+    return isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.RemoteProtocolError)
+
+
+def finished(exc: BaseException) -> bool:
+    """Whether Label Studio itself answered, so the request is over and asking about its runs now
+    is safe: a 5xx other than a gateway's 502/503/504. A timeout or a dropped connection may leave
+    the import running on the server, and a gateway may answer while Label Studio still works."""
+    return (
+        isinstance(exc, ApiError)
+        and exc.status_code is not None
+        and exc.status_code >= 500
+        and (exc.status_code not in _GATEWAY_STATUSES)
+    )
+
+
+def unavailable(
+    exc: BaseException, *, applied: bool | None = None, is_suspect: bool = False
+) -> LabelStudioUnavailable:
+    """Wrap a transient failure for the retry loop (``applied=False``: known not applied)."""
+    may = maybe_applied(exc) if applied is None else applied
+    return LabelStudioUnavailable(error_kind(exc), exc, maybe_applied=may, suspect=is_suspect)
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:
@@ -136,6 +167,8 @@ __all__ = [
     "classify",
     "describe",
     "error_kind",
+    "finished",
     "maybe_applied",
+    "suspect",
     "unavailable",
 ]

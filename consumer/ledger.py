@@ -41,6 +41,9 @@ VERSION = 1
 RESTORE_POLL_RECORDS = 1_000
 RUNS_PER_RECORD = 1_000
 """Most runs in one ledger record (about 50 KB), far below any broker's record size limit."""
+TASK_IDS_PER_RECORD = 20_000
+"""Most task ids in one ``imported`` record (about 200 KB): runs of 256 prompts would otherwise
+make a record of 1,000 runs several MB, over a default broker's 1 MB limit."""
 
 PENDING_MARGIN_MS = 2_000
 """Added to the time of a ``pending`` marker read back from the ledger: its Kafka timestamp comes
@@ -169,7 +172,7 @@ class Ledger:
         self, partition: int, project_id: int, runs: Sequence[tuple[uuid.UUID, Sequence[int]]]
     ) -> None:
         """Queue an imported record; the runs are duplicates from now on."""
-        for chunk in _chunks(runs):
+        for chunk in _imported_chunks(runs):
             entry = LedgerEntry(
                 "imported", tuple(r for r, _ in chunk), project_id, tuple(tuple(t) for _, t in chunk)
             )
@@ -322,6 +325,21 @@ T = TypeVar("T")
 def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), RUNS_PER_RECORD):
         yield items[start : start + RUNS_PER_RECORD]
+
+
+def _imported_chunks(
+    runs: Sequence[tuple[uuid.UUID, Sequence[int]]],
+) -> Iterable[Sequence[tuple[uuid.UUID, Sequence[int]]]]:
+    """``runs`` cut into records of at most ``RUNS_PER_RECORD`` runs and ``TASK_IDS_PER_RECORD``
+    task ids (one run's ids are never split; a run has at most ``max_inputs`` tasks)."""
+    start = ids = 0
+    for end, (_, task_ids) in enumerate(runs):
+        if end > start and (end - start >= RUNS_PER_RECORD or ids + len(task_ids) > TASK_IDS_PER_RECORD):
+            yield runs[start:end]
+            start, ids = end, 0
+        ids += len(task_ids)
+    if start < len(runs):
+        yield runs[start:]
 
 
 __all__ = [

@@ -41,6 +41,11 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.rekeyed = Counter(
+            f"{_PREFIX}_events_rekeyed",
+            "Valid events whose record key was not their canonical run_id, re-published under it.",
+            registry=r,
+        )
         self.projects_created = Counter(
             f"{_PREFIX}_projects_created", "Label Studio projects created by this consumer.", registry=r
         )

@@ -7,6 +7,7 @@ left. Nothing here commits offsets; the caller does that after :meth:`Pipeline.f
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -30,11 +31,11 @@ from labelstudio_ingest.consumer.errors import (
 from labelstudio_ingest.consumer.labelconfig import LabelConfigError
 from labelstudio_ingest.consumer.ledger import PENDING_MARGIN_MS, Ledger
 from labelstudio_ingest.consumer.metrics import Metrics
-from labelstudio_ingest.consumer.outbox import Outbox
+from labelstudio_ingest.consumer.outbox import Outbox, OutRecord
 from labelstudio_ingest.consumer.projects import Project, ProjectResolver, UnknownProjectError
 from labelstudio_ingest.consumer.sink import ImportReport, LabelStudioSink, Unit
-from labelstudio_ingest.consumer.tasks import build_tasks
-from labelstudio_ingest.schemas import DecodeErrorReason, Event, EventDecodeError, Limits, decode
+from labelstudio_ingest.consumer.tasks import META_MAX_BYTES, build_tasks
+from labelstudio_ingest.schemas import DecodeErrorReason, Event, EventDecodeError, Limits, decode, run_key
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ DECODE_STAGE_REASONS = frozenset(
 )
 """Decode reasons reported with stage ``decode``; the others are ``validate``."""
 TASK_BUILD_REASON = "task_build"
+H_ORIGINAL_KEY = "ingest.original.key"
+"""On a record re-published under its canonical key: the key it was consumed with (empty: none)."""
+SERVER_ERROR_SUMMARY = "Label Studio failed the import of this run alone while it answered other requests"
 
 CrashHook = Callable[[str, int], None]
 
@@ -54,6 +58,8 @@ class ItemState(StrEnum):
     DEAD = "dead"
     DUPLICATE = "duplicate"
     IMPORTED = "imported"
+    REKEYED = "rekeyed"
+    """Valid, but keyed otherwise than by its canonical run_id: re-published under that key."""
 
 
 @dataclass(eq=False, slots=True)
@@ -85,6 +91,10 @@ class Batch:
 
     number: int
     items: list[Item] = field(default_factory=list)
+    suspect_failures: int = 0
+    """Imports of this batch that failed in a row with a 5xx or a timeout (see ``errors.suspect``)."""
+    isolate: bool = False
+    """Split failing imports down to the run that breaks Label Studio, and dead-letter it."""
 
     def next_offsets(self) -> dict[tuple[str, int], int]:
         """The offsets to commit: one past the last record of each partition."""
@@ -118,6 +128,7 @@ class Pipeline:
         settle_s: float = 0.0,
         clock: Callable[[], float] = time.time,
         trace_url_template: str | None = None,
+        meta_max_bytes: int = META_MAX_BYTES,
     ) -> None:
         """``settle_s`` (the import timeout): how long after its ``pending`` marker an uncertain
         run's import may still be applied by Label Studio; it is not asked about before then.
@@ -135,6 +146,9 @@ class Pipeline:
         self._settle_ms = int(settle_s * 1000)
         self._clock = clock
         self._trace_url_template = trace_url_template
+        self._meta_max_bytes = meta_max_bytes
+        self._isolate = False
+        """Whether the batch in :meth:`process` isolates runs that fail with 5xx/timeouts."""
 
     # --- steps --------------------------------------------------------------------------------
     def start(self, records: Sequence[Any], number: int) -> Batch:
@@ -152,6 +166,8 @@ class Pipeline:
                 self._dead(item, Failure.of(exc.reason.value, stage, exc, exc.detail))
                 continue
             self._metrics.events_valid.inc()
+            if record.key != run_key(item.event.run_id):
+                self._rekey(item)
         return batch
 
     def process(self, batch: Batch) -> None:
@@ -161,10 +177,11 @@ class Pipeline:
             LabelStudioUnavailable: retry the same batch later (progress is kept in it).
             UncertainTooRecent: wait, then process the same batch again (nothing was sent).
         """
+        self._isolate = batch.isolate
         while True:
             todo = [item for item in batch.items if item.state is ItemState.NEW]
-            self._drop_duplicates(todo)
-            groups = self._route([item for item in todo if item.state is ItemState.NEW])
+            firsts, copies = self._drop_duplicates(todo)
+            groups = self._route([item for item in firsts if item.state is ItemState.NEW])
             project_gone = False
             for project, items in groups:
                 try:
@@ -172,7 +189,7 @@ class Pipeline:
                 except ProjectGone:
                     self._project_gone(project, items)
                     project_gone = True
-            if not project_gone:
+            if not self._settle_copies(copies) and not project_gone:
                 return
 
     def finish(self, batch: Batch) -> None:
@@ -192,16 +209,34 @@ class Pipeline:
         )
 
     # --- helpers ------------------------------------------------------------------------------
-    def _drop_duplicates(self, items: list[Item]) -> None:
-        seen: set[bytes] = set()
+    def _drop_duplicates(self, items: list[Item]) -> tuple[list[Item], list[tuple[Item, Item]]]:
+        """Drop runs the ledger has imported; of the rest, the first copy of each run goes on and
+        later copies of it in the batch wait (returned second, with their first copy) for what
+        becomes of the first."""
+        first: dict[bytes, Item] = {}
+        copies: list[tuple[Item, Item]] = []
         for item in items:
             run = item.run_id.bytes
             if self._ledger.memory(item.partition).is_imported(run):
                 self._duplicate(item, "ledger")
-            elif run in seen:
+            elif run in first:
+                copies.append((item, first[run]))
+            else:
+                first[run] = item
+        return list(first.values()), copies
+
+    def _settle_copies(self, copies: list[tuple[Item, Item]]) -> bool:
+        """Later copies of a run whose first copy is imported (or found in Label Studio) are
+        duplicates. A copy whose first copy was dead-lettered (its target refused, say) stays new:
+        whether it is a valid run is its own question, so it is processed next, never committed
+        unimported. True when some copies are left to process."""
+        left = False
+        for item, first in copies:
+            if first.state in {ItemState.IMPORTED, ItemState.DUPLICATE}:
                 self._duplicate(item, "batch")
             else:
-                seen.add(run)
+                left = True
+        return left
 
     def _route(self, items: list[Item]) -> list[tuple[Project, list[Item]]]:
         groups: dict[int, tuple[Project, list[Item]]] = {}
@@ -232,7 +267,10 @@ class Pipeline:
                     raise unavailable(exc) from exc
                 try:
                     item.tasks = build_tasks(
-                        item.event, item.project.layout, trace_url_template=self._trace_url_template
+                        item.event,
+                        item.project.layout,
+                        trace_url_template=self._trace_url_template,
+                        meta_max_bytes=self._meta_max_bytes,
                     )
                 except Exception as exc:  # a record our task builder cannot shape
                     self._dead(item, Failure.of(TASK_BUILD_REASON, Stage.ROUTE, exc))
@@ -262,10 +300,11 @@ class Pipeline:
         try:
             self._sink.import_units(
                 project.id,
-                [Unit(item, item.tasks or []) for item in remaining],
+                [Unit(item, item.tasks or [], _request_bytes(item)) for item in remaining],
                 report,
                 imported,
                 before_request=lambda units: self._announce(project.id, [u.key for u in units], number),
+                isolate=self._isolate,
             )
         except LabelStudioUnavailable as exc:
             if not exc.maybe_applied:
@@ -283,6 +322,12 @@ class Pipeline:
                     Failure.of(Reason.IMPORT_REJECTED, Stage.IMPORT, error, describe(error, limit=4_000)),
                 )
             report.rejected.clear()
+            for unit, error in report.failed:
+                item = unit.key
+                rejected.setdefault(item.partition, []).append(item.run_id)
+                summary = f"{SERVER_ERROR_SUMMARY}: {describe(error, limit=4_000)}"
+                self._dead(item, Failure.of(Reason.SERVER_ERROR, Stage.IMPORT, error, summary))
+            report.failed.clear()
             for partition, run_ids in rejected.items():
                 self._ledger.mark_rejected(partition, run_ids)
         self._crash("import", number)
@@ -374,6 +419,26 @@ class Pipeline:
                 item.project = None
                 item.tasks = None
 
+    def _rekey(self, item: Item) -> None:
+        """Re-publish a record keyed otherwise than by its run_id's canonical form to the input
+        topic under that key, so it lands in the partition whose ledger deduplicates the run; the
+        original is committed with the batch (after the copy is flushed). A crash in between makes
+        a second canonical copy, which that ledger drops like any duplicate (docs/EXACTLY_ONCE.md)."""
+        record = item.record
+        key = run_key(item.run_id)
+        headers = [(k, v) for k, v in (record.headers or []) if k != H_ORIGINAL_KEY]
+        headers.append((H_ORIGINAL_KEY, record.key if record.key is not None else b""))
+        timestamp = record.timestamp if isinstance(record.timestamp, int) and record.timestamp >= 0 else None
+        self._outbox.send(
+            OutRecord(str(record.topic), key, record.value, headers=headers, timestamp_ms=timestamp)
+        )
+        item.state = ItemState.REKEYED
+        self._metrics.rekeyed.inc()
+        log.info(
+            "re-published a record under its canonical key",
+            extra={"partition": item.partition, "offset": record.offset, "run_id": str(item.run_id)},
+        )
+
     def _duplicate(self, item: Item, source: str) -> None:
         item.state = ItemState.DUPLICATE
         self._metrics.duplicates.labels(source).inc()
@@ -394,6 +459,22 @@ class Pipeline:
                 "error": failure.message[:500],
             },
         )
+
+
+TASK_OVERHEAD_BYTES = 300
+"""About what a task adds to its run's share of the event in a request (keys, ids, run_id)."""
+
+
+def _request_bytes(item: Item) -> int:
+    """About what an item's tasks weigh in an import request: its event's size (the texts appear
+    once across its tasks, ``meta`` in full on the first), a little per task, and the ``meta`` of
+    every later task (at most ``INGEST_META_MAX_BYTES`` of metadata each, see ``tasks.py``)."""
+    tasks = item.tasks or []
+    size = len(item.record.value) if item.record.value is not None else 0
+    if len(tasks) > 1:
+        later_meta = len(json.dumps(tasks[1].get("meta"), ensure_ascii=False, default=str))
+        size += later_meta * (len(tasks) - 1)
+    return size + TASK_OVERHEAD_BYTES * len(tasks)
 
 
 __all__ = ["Batch", "CrashHook", "Item", "ItemState", "Pipeline"]

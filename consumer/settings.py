@@ -231,6 +231,29 @@ class Settings(KafkaConnection):
         "INGEST_BACKOFF_INITIAL_S", 0.5, "First wait after Label Studio fails (doubles each time).", gt=0
     )
     backoff_max_s: float = _setting("INGEST_BACKOFF_MAX_S", 30.0, "Longest wait between retries.", gt=0)
+    isolate_after_failures: int = _setting(
+        "INGEST_ISOLATE_AFTER_FAILURES",
+        3,
+        "Imports of one batch failing in a row with a 5xx or a timeout, while Label Studio's /health "
+        "answers, before the import is split to find the run that breaks it (dead letter server_error).",
+        ge=1,
+    )
+    import_max_bytes: int = _setting(
+        "INGEST_IMPORT_MAX_BYTES",
+        8 * 2**20,
+        "Most bytes (about) of tasks in one import request; a batch needs more requests beyond it.",
+        ge=64 * 1024,
+    )
+    import_max_tasks: int = _setting(
+        "INGEST_IMPORT_MAX_TASKS", 5_000, "Most tasks in one import request.", ge=1
+    )
+    meta_max_bytes: int = _setting(
+        "INGEST_META_MAX_BYTES",
+        16 * 1024,
+        "Most bytes of a run's metadata copied into each task after its first (the first task has it "
+        "all); a cut copy says so in meta.metadata_truncated.",
+        ge=0,
+    )
 
     # --- Deduplication ----------------------------------------------------------------------
     dedup_horizon_days: float = _setting(

@@ -21,12 +21,15 @@ from label_studio_sdk.core.request_options import RequestOptions
 from label_studio_sdk.types import ImportApiRequest
 
 from labelstudio_ingest.consumer.errors import (
+    LabelStudioUnavailable,
     ProjectGone,
     Rebalanced,
     Verdict,
     classify,
     describe,
     error_kind,
+    finished,
+    suspect,
     unavailable,
 )
 from labelstudio_ingest.consumer.metrics import Metrics
@@ -46,6 +49,13 @@ class Unit(Generic[K]):
 
     key: K
     tasks: list[dict[str, Any]]
+    size: int = 0
+    """About how many bytes the tasks take in a request (for the request byte budget)."""
+
+    @property
+    def run_id(self) -> str:
+        """The run the tasks belong to (``data.run_id`` of its tasks)."""
+        return str(self.tasks[0]["data"]["run_id"]) if self.tasks else ""
 
 
 @dataclass(slots=True)
@@ -54,7 +64,29 @@ class ImportReport(Generic[K]):
 
     imported: list[tuple[Unit[K], list[int]]] = field(default_factory=list)
     rejected: list[tuple[Unit[K], Exception]] = field(default_factory=list)
+    """Units Label Studio refused with a 4xx, each alone in its request."""
+    failed: list[tuple[Unit[K], Exception]] = field(default_factory=list)
+    """Units whose import alone still failed with a 5xx or a timeout while Label Studio answered
+    the question after it (isolation only): what they carry breaks Label Studio."""
     requests: int = 0
+
+
+def requests_of(units: Sequence[Unit[K]], max_bytes: int, max_tasks: int) -> list[Sequence[Unit[K]]]:
+    """``units`` cut, in order, into requests of at most ``max_bytes`` and ``max_tasks`` (a unit
+    larger than either goes alone: a run's tasks are never split)."""
+    out: list[Sequence[Unit[K]]] = []
+    current: list[Unit[K]] = []
+    size = tasks = 0
+    for unit in units:
+        if current and (size + unit.size > max_bytes or tasks + len(unit.tasks) > max_tasks):
+            out.append(current)
+            current, size, tasks = [], 0, 0
+        current.append(unit)
+        size += unit.size
+        tasks += len(unit.tasks)
+    if current:
+        out.append(current)
+    return out
 
 
 class LabelStudioSink:
@@ -67,11 +99,15 @@ class LabelStudioSink:
         *,
         timeout_s: float,
         metrics: Metrics,
+        max_request_bytes: int = 2**62,
+        max_request_tasks: int = 2**62,
     ) -> None:
         self._client = client
         self._base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._metrics = metrics
+        self.max_request_bytes = max_request_bytes
+        self.max_request_tasks = max_request_tasks
         self.deadline: float | None = None
         """A monotonic time after which requests get only the time that is left (shutdown)."""
 
@@ -89,35 +125,90 @@ class LabelStudioSink:
         report: ImportReport[K],
         on_imported: Callable[[Sequence[tuple[Unit[K], list[int]]]], None],
         before_request: Callable[[Sequence[Unit[K]]], None] | None = None,
+        *,
+        isolate: bool = False,
     ) -> None:
-        """Import every unit into the project, splitting the request to isolate 4xx-rejected units.
+        """Import every unit into the project in requests within the byte and task budgets,
+        splitting a request to isolate the units Label Studio refuses.
 
         ``on_imported`` gets the units of each successful request with their task ids (record
-        them right away: a later request of the same call may still fail). Rejected units end
+        them right away: a later request of the same call may still fail). 4xx-rejected units end
         up in ``report.rejected``. ``before_request`` gets the units of each request (the first,
         each half of a split) right before it is sent: the caller announces them in the ledger.
 
+        A request Label Studio answered with a 5xx (not a gateway's, see ``errors.finished``) is
+        followed by a question about its runs: those found were imported, the others were not.
+        With ``isolate`` (the same import kept failing while Label Studio answers), a request that
+        fails with any 5xx or a timeout is asked about (once ``timeout_s`` after it was sent: it
+        cannot be applied later) and split like a 4xx one, and a run that fails alone ends up in
+        ``report.failed``.
+
         Raises:
-            LabelStudioUnavailable: Label Studio is down, timed out, or answered 5xx/408/409/429/401/403.
+            LabelStudioUnavailable: Label Studio is down, timed out, or answered 5xx/408/409/429/401/403
+                (``maybe_applied`` False when the question after a 5xx found the rest not imported).
             ProjectGone: the project does not exist (404).
         """
-        pending: list[Sequence[Unit[K]]] = [units] if units else []
+        pending = requests_of(units, self.max_request_bytes, self.max_request_tasks)
+        pending.reverse()  # popped from the end: in order
         while pending:
             chunk = pending.pop()
             if before_request is not None:
                 before_request(chunk)
+            sent = time.monotonic()
             error = self._import_once(project_id, chunk, report, on_imported)
             if error is None:
                 continue
-            if len(chunk) == 1:
-                report.rejected.append((chunk[0], error))
+            verdict = classify(error)
+            if verdict is Verdict.NOT_FOUND:
+                raise ProjectGone(project_id) from error
+            if verdict is Verdict.REJECTED:
+                left: Sequence[Unit[K]] = chunk
+            elif suspect(error) and (isolate or finished(error)):
+                if self.deadline is not None:  # shutting down: the request may have been cut short
+                    raise unavailable(error, is_suspect=True) from error
+                if not finished(error):  # it may still be applied until its timeout is over
+                    time.sleep(max(0.0, sent + self.timeout_s - time.monotonic()))
+                left = self._not_imported(project_id, chunk, report, on_imported, error)
+                if not isolate:
+                    raise unavailable(error, applied=False, is_suspect=True) from error
+            else:
+                raise unavailable(error, is_suspect=suspect(error)) from error
+            if len(left) == 1:
+                failures = report.rejected if verdict is Verdict.REJECTED else report.failed
+                failures.append((left[0], error))
                 log.warning(
-                    "Label Studio rejected a run",
+                    "Label Studio refused a run"
+                    if verdict is Verdict.REJECTED
+                    else "a run breaks Label Studio",
                     extra={"project_id": project_id, "error": describe(error)},
                 )
-            else:
-                half = len(chunk) // 2
-                pending.extend([chunk[half:], chunk[:half]])
+            elif left:
+                half = len(left) // 2
+                pending.extend([left[half:], left[:half]])
+
+    def _not_imported(
+        self,
+        project_id: int,
+        chunk: Sequence[Unit[K]],
+        report: ImportReport[K],
+        on_imported: Callable[[Sequence[tuple[Unit[K], list[int]]]], None],
+        error: Exception,
+    ) -> Sequence[Unit[K]]:
+        """After a request failed with a 5xx or timed out (an import sent ``timeout_s`` ago is no
+        longer applied later): record the units Label Studio has, return the others.
+
+        Raises:
+            LabelStudioUnavailable: the question failed too (``maybe_applied``: the import may be).
+        """
+        try:
+            found = self.existing(project_id, [unit.run_id for unit in chunk])
+        except LabelStudioUnavailable:
+            raise unavailable(error, is_suspect=True) from error
+        done = [(unit, found[unit.run_id]) for unit in chunk if unit.run_id in found]
+        if done:
+            report.imported.extend(done)
+            on_imported(done)
+        return [unit for unit in chunk if unit.run_id not in found]
 
     def _import_once(
         self,
@@ -139,21 +230,18 @@ class LabelStudioSink:
         except Rebalanced:
             raise
         except Exception as exc:
-            verdict = classify(exc)
-            self._metrics.import_latency.labels(verdict.value).observe(time.perf_counter() - started)
+            self._metrics.import_latency.labels(classify(exc).value).observe(time.perf_counter() - started)
             self._metrics.ls_errors.labels(error_kind(exc)).inc()
-            if verdict is Verdict.TRANSIENT:
-                raise unavailable(exc) from exc
-            if verdict is Verdict.NOT_FOUND:
-                raise ProjectGone(project_id) from exc
             return exc
+        del tasks
         self._metrics.import_latency.labels("ok").observe(time.perf_counter() - started)
         task_ids = [int(i) for i in getattr(response, "task_ids", None) or []]  # an extra field
-        if len(task_ids) != len(tasks):
+        count = sum(len(unit.tasks) for unit in chunk)
+        if len(task_ids) != count:
             log.warning(
                 "Label Studio returned %d task ids for %d tasks",
                 len(task_ids),
-                len(tasks),
+                count,
                 extra={"project_id": project_id},
             )
         at = 0
@@ -163,7 +251,7 @@ class LabelStudioSink:
             at += len(unit.tasks)
         report.imported.extend(done)
         on_imported(done)
-        self._metrics.tasks_imported.labels(str(project_id)).inc(len(tasks))
+        self._metrics.tasks_imported.labels(str(project_id)).inc(count)
         return None
 
     def existing(self, project_id: int, run_ids: Collection[str]) -> dict[str, list[int]]:
@@ -223,4 +311,4 @@ class LabelStudioSink:
         return response.status_code == httpx.codes.OK
 
 
-__all__ = ["LOOKUP_CHUNK", "ImportReport", "LabelStudioSink", "Unit"]
+__all__ = ["LOOKUP_CHUNK", "ImportReport", "LabelStudioSink", "Unit", "requests_of"]

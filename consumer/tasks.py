@@ -23,12 +23,21 @@ from labelstudio_ingest.consumer.labelconfig import TaskLayout
 from labelstudio_ingest.consumer.tracelinks import trace_columns
 from labelstudio_ingest.schemas import ChatEvent, Generation, Message, PromptEvent, ToolCall
 
+META_MAX_BYTES = 16 * 1024
+"""Default of ``INGEST_META_MAX_BYTES``: most bytes of a run's ``metadata`` and ``error`` copied
+into each task after its first."""
+HEAVY_META = ("metadata", "error")
+"""The parts of ``meta`` whose size the producer decides (up to the event limit)."""
 PROMPT_ROLE = "user"
 """The speaker of a plain prompt shown in a dialogue project."""
 
 
 def build_tasks(
-    event: PromptEvent | ChatEvent, layout: TaskLayout, *, trace_url_template: str | None = None
+    event: PromptEvent | ChatEvent,
+    layout: TaskLayout,
+    *,
+    trace_url_template: str | None = None,
+    meta_max_bytes: int = META_MAX_BYTES,
 ) -> list[dict[str, Any]]:
     """The tasks of one run: one per prompt or conversation, in input order. Pure and fast.
 
@@ -36,7 +45,8 @@ def build_tasks(
     ``trace_url_template`` (see ``tracelinks.py``).
 
     The tasks of one run share the nested values of ``meta`` (tags, metadata) with each other
-    and with the event: treat them as read-only.
+    and with the event: treat them as read-only. The first task carries ``meta`` in full; the
+    others carry ``metadata`` and ``error`` only within ``meta_max_bytes`` (see :func:`_meta`).
     """
     inputs: list[Any]
     if event.kind == "prompt":
@@ -46,6 +56,7 @@ def build_tasks(
     run_id = str(event.run_id)
     meta = _meta(event)
     trace_data, meta["trace"] = trace_columns(event, trace_url_template)
+    later = _later_meta(meta, meta_max_bytes) if len(inputs) > 1 else meta
     generations = event.generations
     tasks: list[dict[str, Any]] = []
     for index, value in enumerate(inputs):
@@ -54,7 +65,7 @@ def build_tasks(
             {
                 "data": {**trace_data, layout.data_key: value, "run_id": run_id, "prompt_index": index},
                 "predictions": predictions,
-                "meta": dict(meta),
+                "meta": dict(meta if index == 0 else later),
             }
         )
     return tasks
@@ -160,6 +171,25 @@ def _meta(event: PromptEvent | ChatEvent) -> dict[str, Any]:
         "started_at": _iso(event.started_at),
         "ended_at": _iso(event.ended_at),
         "error": None if error is None else {"type": error.type, "message": error.message},
+    }
+
+
+def _later_meta(meta: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """``meta`` for the tasks after a run's first: the same, unless its ``metadata`` and ``error``
+    together exceed ``max_bytes`` of JSON. Then those are emptied and ``metadata_truncated`` says
+    how large they were and where they are in full, never silently: a run of 256 prompts would
+    otherwise carry its (up to ~1 MB of) metadata 256 times in one import request."""
+    heavy = {key: meta[key] for key in HEAVY_META if meta[key]}
+    if not heavy:
+        return meta
+    size = len(json.dumps(heavy, ensure_ascii=False, separators=(",", ":")).encode())
+    if size <= max_bytes:
+        return meta
+    return {
+        **meta,
+        "metadata": {},
+        "error": None if meta["error"] is None else {"type": meta["error"]["type"], "message": ""},
+        "metadata_truncated": f"{size} bytes of metadata and error left out: in full on prompt_index 0",
     }
 
 

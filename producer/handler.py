@@ -43,6 +43,7 @@ from labelstudio_ingest.schemas import (
     run_key,
     version_headers,
 )
+from labelstudio_ingest.schemas.wire import replace_nul
 
 if TYPE_CHECKING:  # kafka-python is imported where it runs: the sender thread, or the sender process
     from kafka import KafkaProducer
@@ -169,6 +170,8 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._closed = False
         self._log = RateLimitedLog(logger)
+        self.nul_replaced = 0
+        """U+0000 characters made U+FFFD in published events (the contract forbids U+0000)."""
         self.mode: Mode = _mode(mode)
         self.project_id = env.resolve_project_id(project_id)
         self.project_name = project_name
@@ -456,6 +459,12 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         """Encode and queue the event; False when it was dropped (and counted)."""
         run_id: UUID = event["run_id"]
         value = encode_plain(event)
+        if b"\\u0000" in value:  # rare: U+0000 is not allowed in the contract's strings
+            event, replaced = replace_nul(event)
+            if replaced:
+                value = encode_plain(event)
+                self.nul_replaced += replaced
+                self._log.warning("nul", "Label Studio ingest: U+0000 in run %s made U+FFFD", run_id)
         if len(value) > self.max_value_bytes:
             self._drop(DropReason.OVERSIZED)
             self._log.warning(

@@ -242,6 +242,11 @@ def json_schema() -> dict[str, Any]:
     schema["$id"] = f"https://labelstudio-ingest.dev/schemas/interaction-event.v{SCHEMA_VERSION}.json"
     schema["title"] = "InteractionEvent"
     schema["description"] = (
-        f"One LLM run (schema_version {SCHEMA_VERSION}). Unknown properties are ignored by readers."
+        f"One LLM run (schema_version {SCHEMA_VERSION}). Unknown properties are ignored by readers. "
+        "No string (value or key) may hold U+0000: readers refuse such an event (PostgreSQL cannot "
+        "store it); replace it, e.g. with U+FFFD. The Kafka record key is the run_id in canonical "
+        "form: its 36 ASCII characters, lower-case hexadecimal with hyphens "
+        "(e.g. 0b7e8f2c-3a4d-4e5f-8a9b-0c1d2e3f4a5b); a record keyed otherwise is re-published "
+        "under that key by the consumer before it is imported."
     )
     return schema

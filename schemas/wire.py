@@ -38,6 +38,10 @@ _MAX_ERRORS_SHOWN = 5
 _MAX_INPUT_SHOWN = 60
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 """A ``\\uD800``-``\\uDFFF`` escape: a pair encodes one character, a lone one is not text."""
+_NUL_ESCAPE = b"\\u0000"
+"""How JSON writes U+0000 (a raw NUL byte is not JSON): the only way it can reach a string."""
+NUL = "\x00"
+NUL_REPLACEMENT = "\ufffd"
 
 
 class _DuplicateKeyError(ValueError):
@@ -135,6 +139,11 @@ def decode(data: bytes | bytearray | memoryview | None, limits: Limits = DEFAULT
     obj = strict_json(raw)
     if not isinstance(obj, dict):
         raise EventDecodeError(DecodeErrorReason.INVALID, f"an event is a JSON object, not {_json_type(obj)}")
+    if _NUL_ESCAPE in raw and (where := nul_path(obj)) is not None:
+        raise EventDecodeError(
+            DecodeErrorReason.INVALID,
+            f"{where or 'event'}: holds U+0000 (NUL); no string of an event may (PostgreSQL cannot store it)",
+        )
     version = obj.get("schema_version")
     if (
         isinstance(version, int)
@@ -152,6 +161,57 @@ def decode(data: bytes | bytearray | memoryview | None, limits: Limits = DEFAULT
     if problems:
         raise EventDecodeError(DecodeErrorReason.OVERSIZED, "; ".join(problems))
     return event
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """The path (``metadata.note``, ``prompts[0]``) of the first string or key holding U+0000, or None.
+
+    The contract forbids U+0000 in every string: PostgreSQL's ``jsonb`` cannot hold it, so a
+    PostgreSQL-backed Label Studio answers HTTP 500 to any import carrying it, every time.
+    """
+    if isinstance(value, str):
+        return path if NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if NUL in key:
+                return where
+            found = nul_path(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def replace_nul(value: Any) -> tuple[Any, int]:
+    """``value`` (plain JSON-like data) with every U+0000 in strings and keys made U+FFFD, and how many.
+
+    The producer's way to keep the contract's "no U+0000" rule without losing the run.
+    """
+    if isinstance(value, str):
+        count = value.count(NUL)
+        return (value.replace(NUL, NUL_REPLACEMENT), count) if count else (value, 0)
+    if isinstance(value, dict):
+        total = 0
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            new_key, in_key = replace_nul(key) if isinstance(key, str) else (key, 0)
+            out[new_key], in_item = replace_nul(item)
+            total += in_key + in_item
+        return out, total
+    if isinstance(value, list | tuple):
+        total = 0
+        items = []
+        for item in value:
+            new_item, count = replace_nul(item)
+            items.append(new_item)
+            total += count
+        return items, total
+    return value, 0
 
 
 def strict_json(raw: bytes) -> Any:
@@ -281,6 +341,8 @@ __all__ = [
     "encode_plain",
     "event_headers",
     "event_key",
+    "nul_path",
+    "replace_nul",
     "run_key",
     "version_headers",
 ]

@@ -11,18 +11,15 @@ hold, and finds the runs.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-import httpx
 import pytest
 
 from labelstudio_ingest.schemas import Target
 from tests.consumer.runner import ConsumerProcess, Rig, eventually, project_titled, prompt_event, run_ids_of
+from tests.integration.ls_proxy import HoldingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -31,92 +28,6 @@ IMPORT_TIMEOUT_S = 20
 HOLD_S = 15.0
 """Longest hold of the first import: after the next owner would ask without the fix (about 11 s
 after the kill; 8 s measured), before the import timeout (when it asks with the fix)."""
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
-)
-
-
-class HoldingProxy:
-    """A plain HTTP proxy to Label Studio that holds the first ``POST .../import``.
-
-    The held request is forwarded when a task lookup (``GET /api/tasks``) has been answered, or
-    after ``hold_s``, whether or not its client is still there: what a server does with a request
-    whose client was killed.
-    """
-
-    def __init__(self, upstream: str, hold_s: float) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.hold_s = hold_s
-        self.holding = threading.Event()
-        self.lookup_answered = threading.Event()
-        self.released = threading.Event()
-        self.lookups_while_holding = 0
-        self._lock = threading.Lock()
-        self._client = httpx.Client(timeout=120)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> HoldingProxy:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._client.close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                proxy.forward(self)
-
-            do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
-
-        return Handler
-
-    def forward(self, handler: BaseHTTPRequestHandler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        held = False
-        if handler.command == "POST" and handler.path.split("?")[0].endswith("/import"):
-            with self._lock:
-                held = not self.holding.is_set()
-                self.holding.set()
-        if held:
-            self.lookup_answered.wait(self.hold_s)
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
-        try:
-            response = self._client.request(
-                handler.command, self.upstream + handler.path, headers=headers, content=body
-            )
-        except httpx.HTTPError:  # the proxy is closing at the end of the test
-            return
-        if held:
-            self.released.set()
-        try:
-            handler.send_response(response.status_code)
-            for key, value in response.headers.items():
-                if key.lower() not in HOP_BY_HOP:
-                    handler.send_header(key, value)
-            handler.send_header("Content-Length", str(len(response.content)))
-            handler.end_headers()
-            handler.wfile.write(response.content)
-        except OSError:  # the client was killed while its request was held
-            pass
-        if handler.command == "GET" and handler.path.startswith("/api/tasks") and self.holding.is_set():
-            with self._lock:
-                if not self.released.is_set():
-                    self.lookups_while_holding += 1
-            self.lookup_answered.set()
 
 
 def metric(process: ConsumerProcess, name: str, **labels: str) -> float:

@@ -21,7 +21,9 @@ from labelstudio_ingest.schemas import (
     TraceLink,
 )
 
-texts = st.text(max_size=40)
+characters = st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
+"""Any character the contract allows in a string: all but U+0000 (and lone surrogates, not text)."""
+texts = st.text(characters, max_size=40)
 json_scalars = (
     st.none()
     | st.booleans()
@@ -55,7 +57,7 @@ targets = st.one_of(
     st.builds(Target, project_id=st.integers(1, 10**9), mode=st.sampled_from(["prompt", "chat"])),
     st.builds(
         Target,
-        project_name=st.text(min_size=1, max_size=50),
+        project_name=st.text(characters, min_size=1, max_size=50),
         project_config=st.none() | texts,
         mode=st.sampled_from(["prompt", "chat"]),
     ),
