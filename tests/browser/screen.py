@@ -38,7 +38,8 @@ CHROMIUM_FLAGS: Final = (
     "--no-first-run",
 )
 
-VIEWPORT: Final = {"width": 1200, "height": 760}
+VIEWPORT: Final = {"width": 1200, "height": 1000}
+"""Tall enough for the data manager to show every row of a test project (it renders visible rows only)."""
 LOAD_TIMEOUT_MS: Final = 30_000
 expect.set_options(timeout=15_000)  # assertions wait for the editor; Label Studio is slow on 2 cores
 
@@ -49,7 +50,10 @@ does not have (404 on every page): not a fault of a task."""
 NO_TASK_LEFT: Final = re.compile(r"/api/dm/actions\?(.*&)?id=next_task(&|$)")
 """The label stream's request for the next task, answered 404 when every task is labeled."""
 
-RESPONSE: Final = "[data-testid=textarea-control]"
+EDITOR: Final = ".lsf-main-view"
+"""The labeling area: the task's input and the controls."""
+
+RESPONSE: Final = f"{EDITOR} [data-testid=textarea-control]"
 """The response TextArea (the first one when a config has several)."""
 
 
@@ -101,9 +105,21 @@ class Reviewer:
             self.errors.append(f"HTTP {response.status}: {response.request.method} {response.url}")
 
     def open_task(self, project_id: int, task_id: int) -> None:
-        """The task's labeling screen (the data manager's task view), once the editor has rendered."""
-        self.page.goto(f"{self.base_url}/projects/{project_id}/data?task={task_id}")
+        """The task's labeling screen, opened as a reviewer does: a click on its row in the project's
+        data manager, freshly loaded (once the editor has rendered).
+
+        Not by a deep link (``/data?task=ID``) into another project: Label Studio 1.23.2 then
+        sometimes builds the editor before the task's predictions have arrived (no prediction,
+        nothing pre-filled) or rebuilds it under the reviewer's typing.
+        """
+        self.page.goto(f"{self.base_url}/projects/{project_id}/data")
+        row = self.page.locator(f'[data-testid=table-row]:has(input[aria-label="Select Task {task_id}"])')
+        row.locator("> div").first.click()
+        expect(self.page).to_have_url(re.compile(rf"[?&]task={task_id}(&|$)"))
         self.wait_for_editor()
+        # The data manager builds the editor once from its table row and once more when the task
+        # itself has arrived; typing before the second build would be lost.
+        self.page.wait_for_load_state("networkidle")
 
     def open_label_stream(self, project_id: int) -> None:
         """The project's label stream ("Label All Tasks"): one unlabeled task after another."""
@@ -114,7 +130,8 @@ class Reviewer:
         self.page.locator(RESPONSE).first.wait_for(state="visible")
 
     def expect_visible(self, text: str) -> None:
-        expect(self.page.get_by_text(text, exact=False).first).to_be_visible()
+        """``text`` is on screen in the editor (not only in the data manager's table)."""
+        expect(self.page.locator(EDITOR).get_by_text(text, exact=False).first).to_be_visible()
 
     def response_texts(self) -> list[str]:
         """The texts the response box holds (one per generation), as the reviewer sees them."""
