@@ -10,6 +10,7 @@ made).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,12 +25,10 @@ from kafka import KafkaAdminClient
 from label_studio_sdk.client import LabelStudio
 
 from tests.browser.screen import CHROMIUM, CHROMIUM_FLAGS, Reviewer
-from tests.browser.shapes import SHAPES, STREAM_SHAPES, Shape, event_of
+from tests.browser.shapes import SHAPES, STREAM_SHAPES, event_of
 from tests.consumer.runner import ConsumerProcess, Publisher, eventually, project_titled, tasks_of
 from tests.harness import LabelStudioServer
 from tests.label_configs import CUSTOM_CONFIG
-
-pytestmark = pytest.mark.browser
 
 
 @dataclass(frozen=True)
@@ -170,8 +169,6 @@ def imported(
 
 def export_records(label_studio: LabelStudioServer, project_id: int, out: Path) -> list[dict[str, Any]]:
     """``labelstudio-ingest export --format reward --include-metadata`` of the project, as records."""
-    import json  # noqa: PLC0415
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "LABEL_STUDIO_"))}
     env.update(LABEL_STUDIO_URL=label_studio.url, LABEL_STUDIO_API_KEY=label_studio.api_key)
     argv = [
@@ -181,6 +178,3 @@ def export_records(label_studio: LabelStudioServer, project_id: int, out: Path) 
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-
-
-__all__ = ["Imported", "Shape", "export_records"]

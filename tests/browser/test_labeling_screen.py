@@ -16,7 +16,8 @@ from tests.browser.screen import Reviewer
 from tests.browser.shapes import SHAPES, STREAM_SHAPES, Shape
 from tests.harness import LabelStudioServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+# The first test also waits for the session's servers, the consumer's import and the browser's login.
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(600)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
