@@ -48,6 +48,11 @@ tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		--no-install-recommends prometheus >/dev/null; }
+	@# Chromium for tests/browser (Playwright drives it; it never downloads a browser), and a font with
+	@# Japanese and Korean glyphs so the screenshots of those tasks show text rather than boxes.
+	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -q "WenQuanYi Micro Hei" || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		--no-install-recommends chromium fonts-wqy-microhei >/dev/null; }
 
 venv: $(VENV)/.installed
 ls-venv: $(LS_VENV)/.installed

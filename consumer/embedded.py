@@ -481,6 +481,10 @@ def start_label_studio(
         DJANGO_DB="sqlite",
         LATEST_VERSION_CHECK="false",  # no call to pypi.org
         COLLECT_ANALYTICS="false",
+        # No error reports to Sentry, from the server or from the pages it serves (an empty DSN turns it off;
+        # the web UI otherwise loads Sentry's script from its CDN and reports there).
+        SENTRY_DSN="",
+        FRONTEND_SENTRY_DSN="",
         # Loopback only: let webhooks reach a consumer on 127.0.0.1 (Label Studio refuses webhook URLs
         # in reserved networks by default; see docs/FEEDBACK.md).
         SSRF_PROTECTION_ENABLED="false",

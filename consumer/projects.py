@@ -39,6 +39,7 @@ from labelstudio_ingest.consumer.labelconfig import (
     normalize_config,
     task_layout,
 )
+from labelstudio_ingest.consumer.tasks import PREDICTION_MODEL_VERSION
 from labelstudio_ingest.schemas import Target
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,16 @@ class ProjectResolver:
             raise type(exc)(f"cannot create project {title!r}: {exc}") from None
         description = f"{CREATED_BY} (creation {uuid.uuid4()})"
         try:
-            mine = self._client.projects.create(title=title, label_config=config, description=description)
+            mine = self._client.projects.create(
+                title=title,
+                label_config=config,
+                description=description,
+                # Open every task with the model's response in the reviewer's annotation, ready to edit:
+                # predictions pre-label tasks, and the selected model version is the one every
+                # prediction of the consumer carries (docs/REVIEWING.md).
+                show_collab_predictions=True,
+                model_version=PREDICTION_MODEL_VERSION,
+            )
         except ApiError as exc:
             if exc.status_code == _HTTP_BAD_REQUEST:
                 raise ProjectRejectedError(

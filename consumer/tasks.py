@@ -3,13 +3,15 @@
 One task per input (prompt or conversation) of the run::
 
     {"data": {<layout.data_key>: <prompt text or dialogue>, "run_id": "<uuid>", "prompt_index": 0},
-     "predictions": [{"model_version": "<model name or null>",
+     "predictions": [{"model_version": "labelstudio-ingest",
                       "result": [{"from_name": "response", "to_name": "prompt", "type": "textarea",
                                   "value": {"text": ["<generation 1>", ...]}}]}],
      "meta": {"event_id": ..., "tags": [...], "metadata": {...}, "token_usage": {...}, ...}}
 
 ``predictions`` is empty when the input has no generations (a failed run); ``meta.error`` then
-says why. See docs/ROUTING.md for every field.
+says why. ``model_version`` is the same for every run (the model's name is ``meta.model_name``) so
+Label Studio pre-fills every task's response box; see docs/REVIEWING.md. See docs/ROUTING.md for
+every field.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def build_tasks(
     generations = event.generations
     tasks: list[dict[str, Any]] = []
     for index, value in enumerate(inputs):
-        predictions = _predictions(generations[index], event.model_name, layout) if generations else []
+        predictions = _predictions(generations[index], layout) if generations else []
         tasks.append(
             {
                 "data": {**trace_data, layout.data_key: value, "run_id": run_id, "prompt_index": index},
@@ -116,12 +118,24 @@ def _dialogue_message(message: Message, layout: TaskLayout) -> dict[str, Any]:
     return item
 
 
-def _predictions(generations: list[Generation], model_name: str | None, layout: TaskLayout) -> list[Any]:
+PREDICTION_MODEL_VERSION = "labelstudio-ingest"
+"""The ``model_version`` of every prediction the consumer writes, whatever the model.
+
+Never null: one null ``model_version`` in a project breaks Label Studio's data manager (the
+"model version" filter list fails to load) and so the labeling screen of every task in it. One
+value for all models: Label Studio's label stream only shows (and pre-fills from) predictions
+whose ``model_version`` is the project's selected one, so a per-model value would pre-fill the
+tasks of one model only. Projects the consumer creates select this value.
+"""
+
+
+def _predictions(generations: list[Generation], layout: TaskLayout) -> list[Any]:
+    """The run's answers to one input as one prediction (all n generations), or none if it has none."""
     if not generations:
         return []
     return [
         {
-            "model_version": model_name,
+            "model_version": PREDICTION_MODEL_VERSION,
             "result": [
                 {
                     "from_name": layout.textarea_name,

@@ -21,7 +21,7 @@ from labelstudio_ingest.consumer.projects import (
     ProjectResolver,
     UnknownProjectError,
 )
-from labelstudio_ingest.consumer.tasks import build_tasks
+from labelstudio_ingest.consumer.tasks import PREDICTION_MODEL_VERSION, build_tasks
 from labelstudio_ingest.schemas import SCHEMA_VERSION, ChatEvent, PromptEvent, Target
 from tests.label_configs import CUSTOM_CONFIG, NO_TEXTAREA
 
@@ -134,6 +134,13 @@ def test_create_with_custom_config(ls_client: LabelStudio) -> None:
     assert stored.label_config == CUSTOM_CONFIG
     assert (stored.description or "").startswith(CREATED_BY)
     assert (project.layout.textarea_name, project.layout.object_name) == ("response", "prompt")
+
+
+def test_created_project_prelabels_with_the_consumers_predictions(ls_client: LabelStudio) -> None:
+    project = ProjectResolver(ls_client).resolve(Target(project_name=_title()))
+    stored = ls_client.projects.get(id=project.id)
+    assert stored.show_collab_predictions is True
+    assert stored.model_version == PREDICTION_MODEL_VERSION
 
 
 @pytest.mark.parametrize(("mode", "object_tag"), [("prompt", "Text"), ("chat", "Paragraphs")])
@@ -330,7 +337,7 @@ def test_built_tasks_import_and_read_back_with_predictions(
     assert [t.meta for t in stored] == [t["meta"] for t in tasks]
     for task, expected in zip(stored, tasks, strict=True):
         [prediction] = task.predictions or []
-        assert prediction.model_version == "gpt-test"
+        assert prediction.model_version == PREDICTION_MODEL_VERSION
         assert prediction.result == expected["predictions"][0]["result"]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from labelstudio_ingest.consumer.labelconfig import TaskLayout, default_config, task_layout
-from labelstudio_ingest.consumer.tasks import build_tasks, render_dialogue
+from labelstudio_ingest.consumer.tasks import PREDICTION_MODEL_VERSION, build_tasks, render_dialogue
 from labelstudio_ingest.schemas import SCHEMA_VERSION, ChatEvent, Message, PromptEvent, decode, encode
 
 TEXT = task_layout(default_config("prompt"))
@@ -56,7 +56,7 @@ def test_prompt_event_in_text_project_has_the_old_shape() -> None:
     assert task["data"] == {"prompt": "What is 2+2?", "run_id": str(RUN_ID), "prompt_index": 0}
     assert task["predictions"] == [
         {
-            "model_version": "gpt-x",
+            "model_version": PREDICTION_MODEL_VERSION,
             "result": [
                 {
                     "from_name": "response",
@@ -69,9 +69,49 @@ def test_prompt_event_in_text_project_has_the_old_shape() -> None:
     ]
 
 
-def test_unknown_model_gives_null_model_version() -> None:
-    [task] = build_tasks(prompt_event(["p"]), TEXT)
-    assert task["predictions"][0]["model_version"] is None
+def test_every_model_gives_the_same_model_version_and_keeps_its_name_in_meta() -> None:
+    named = build_tasks(prompt_event(["p"], model_name="gpt-x"), TEXT)[0]
+    other = build_tasks(prompt_event(["p"], model_name="claude-y"), TEXT)[0]
+    nameless = build_tasks(prompt_event(["p"], invocation_params={"_type": "fake-list"}), TEXT)[0]
+    versions = {t["predictions"][0]["model_version"] for t in (named, other, nameless)}
+    assert versions == {PREDICTION_MODEL_VERSION}
+    assert [t["meta"]["model_name"] for t in (named, other, nameless)] == ["gpt-x", "claude-y", None]
+
+
+def _nulls(value: Any, path: str = "") -> list[str]:
+    """Where ``value`` holds a null (None), as paths like ``predictions[0].model_version``."""
+    if value is None:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]")]
+    return []
+
+
+NULL_FREE_SHAPES = {
+    "unnamed model": prompt_event(["p"]),
+    "empty text": prompt_event(["p"], [[""]]),
+    "n generations": prompt_event(["p"], [["a", "b", "c"]]),
+    "input without generations": prompt_event(["p0", "p1"], [[], ["g1"]]),
+    "failed run": prompt_event(["p"], [], error={"type": "TimeoutError", "message": "late"}),
+    "tool call answer": chat_event(
+        [CONVERSATION],
+        [[{"text": "", "message": {"role": "assistant", "content": "", "tool_calls": [{"name": "f"}]}}]],
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", [TEXT, DIALOGUE], ids=["text", "dialogue"])
+@pytest.mark.parametrize("name", NULL_FREE_SHAPES)
+def test_data_and_predictions_never_hold_a_null(name: str, layout: TaskLayout) -> None:
+    # Label Studio's editor validates these against its own types; a null where it expects a
+    # value (model_version was one) keeps the labeling screen from opening. meta is not read by it.
+    for task in build_tasks(NULL_FREE_SHAPES[name], layout):
+        assert _nulls({"data": task["data"], "predictions": task["predictions"]}) == []
+        for prediction in task["predictions"]:
+            [result] = prediction["result"]
+            assert result["value"]["text"], "a prediction always carries at least one text"
 
 
 def test_chat_event_in_paragraphs_project_gives_role_content_dialogue() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from labelstudio_ingest.consumer import deadletter as dl
 from labelstudio_ingest.consumer.labelconfig import default_config
+from labelstudio_ingest.consumer.tasks import PREDICTION_MODEL_VERSION
 from labelstudio_ingest.schemas import Target, encode
 from tests.consumer.runner import (
     ConsumerProcess,
@@ -62,7 +63,8 @@ def test_prompt_chat_and_custom_config_end_to_end(rig: Rig, consumer: ConsumerPr
     assert [t.data["prompt"] for t in prompt_tasks] == ["2+2?", "3+3?"]
     assert {t.data["run_id"] for t in prompt_tasks} == {str(batch_run.run_id)}
     (prediction,) = prompt_tasks[0].predictions
-    assert prediction.model_version == "fake-llm"
+    assert prediction.model_version == PREDICTION_MODEL_VERSION
+    assert prompt_tasks[0].meta["model_name"] == "fake-llm"
     (result,) = prediction.result
     assert (result["from_name"], result["to_name"], result["type"]) == ("response", "prompt", "textarea")
     assert result["value"]["text"] == ["some answer (0)"]
