@@ -1,0 +1,248 @@
+"""`labelstudio-ingest backfill` against the real broker and Label Studio: filters, kills, re-runs, live."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from labelstudio_ingest.consumer.ledger import decode_entry
+from labelstudio_ingest.schemas import ChatEvent, PromptEvent, Target, encode, event_headers, event_key
+from tests.consumer.runner import (
+    CONSUMER_ENV,
+    Rig,
+    chat_event,
+    eventually,
+    project_titled,
+    prompt_event,
+    read_topic,
+    tasks_of,
+)
+
+pytestmark = pytest.mark.integration
+
+DAY_MS = 86_400_000
+
+
+def title(kind: str) -> str:
+    return f"bf-{kind}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Backfill:
+    """``labelstudio-ingest backfill`` in a subprocess; stdout (the summary) and stderr in files."""
+
+    rig: Rig
+    args: list[str]
+    name: str = "backfill"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def out_path(self) -> Path:
+        return self.rig.tmp_path / f"{self.name}.out"
+
+    @property
+    def err_path(self) -> Path:
+        return self.rig.tmp_path / f"{self.name}.err"
+
+    def start(self, **extra: str) -> Backfill:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "KAFKA_", "LABEL_STUDIO_"))
+        }
+        env.update(
+            {
+                **CONSUMER_ENV,
+                "KAFKA_BOOTSTRAP_SERVERS": self.rig.bootstrap,
+                "LABEL_STUDIO_URL": self.rig.label_studio.url,
+                "LABEL_STUDIO_API_KEY": self.rig.label_studio.api_key,
+                "INGEST_TOPIC": self.rig.topic,
+                "INGEST_LOG_LEVEL": "WARNING",
+                **extra,
+            }
+        )
+        with self.out_path.open("wb") as out, self.err_path.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "labelstudio_ingest.consumer.cli", "backfill", "--json", *self.args],
+                env=env,
+                stdout=out,
+                stderr=err,
+            )
+        return self
+
+    def run(self, timeout: float = 120.0, **extra: str) -> tuple[int, dict[str, Any]]:
+        """Start, wait for the exit, and return the exit code and the JSON summary."""
+        code = self.start(**extra).wait(timeout)
+        return code, self.summary()
+
+    def wait(self, timeout: float = 120.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def summary(self) -> dict[str, Any]:
+        lines = [line for line in self.out_path.read_text().splitlines() if line.startswith("{")]
+        assert lines, f"no summary; stderr:\n{self.stderr()}"
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+def publish_at(rig: Rig, events: Iterable[PromptEvent | ChatEvent], timestamp_ms: int) -> None:
+    """Publish as the producer does, with the record time set (as if published back then)."""
+    producer = KafkaProducer(bootstrap_servers=rig.bootstrap, acks="all")
+    try:
+        for event in events:
+            producer.send(
+                rig.topic,
+                key=event_key(event),
+                value=encode(event),
+                headers=event_headers(event),
+                timestamp_ms=timestamp_ms,
+            )
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def with_fields(event: PromptEvent | ChatEvent, **changes: Any) -> PromptEvent | ChatEvent:
+    body = {**event.model_dump(mode="json"), **changes}
+    return type(event).model_validate(body)
+
+
+def run_id_counts(rig: Rig, project_id: int) -> Counter[str]:
+    return Counter(t.data["run_id"] for t in tasks_of(rig.ls_client, project_id))
+
+
+def test_one_services_errors_since_two_days_then_a_second_run_imports_nothing(rig: Rig) -> None:
+    live = Target(project_name=title("live"))
+    now_ms = int(time.time() * 1000)
+
+    def failed(service: str, kind: str = "prompt") -> PromptEvent | ChatEvent:
+        base = prompt_event(target=live) if kind == "prompt" else chat_event(target=live)
+        return with_fields(
+            base, source={"service": service}, error={"type": "Timeout", "message": "slow"}, generations=[]
+        )
+
+    too_old = [failed("search") for _ in range(3)]
+    wanted = [failed("search") for _ in range(4)] + [failed("search", "chat") for _ in range(2)]
+    others = [with_fields(prompt_event(target=live), source={"service": "search"}) for _ in range(3)]
+    others += [failed("billing") for _ in range(3)]
+    publish_at(rig, too_old, now_ms - 3 * DAY_MS)
+    publish_at(rig, [*wanted, *others], now_ms - 60_000)
+    rig.publisher.raw(rig.topic, b"{not json", key=b"bad")
+    target = title("errors")
+    selection = ["--since", "2d", "--service", "search", "--errors-only"]
+
+    dry = Backfill(rig, ["--project", target, *selection, "--dry-run"], name="dry")
+    code, summary = dry.run()
+    assert code == 0, dry.stderr()
+    assert summary["matched"] == 6
+    assert {(r["kind"], r["service"]): r["runs"] for r in summary["by"]} == {
+        ("prompt", "search"): 4,
+        ("chat", "search"): 2,
+    }
+    assert project_titled(rig.ls_client, target) is None  # a dry run creates nothing
+
+    first = Backfill(rig, ["--project", target, *selection], name="first")
+    code, summary = first.run()
+    assert code == 0, first.stderr()
+    assert (summary["state"], summary["matched"], summary["imported"]) == ("done", 6, 6)
+    assert summary["invalid"] == 1
+    project = project_titled(rig.ls_client, target)
+    assert project is not None
+    assert run_id_counts(rig, project.id) == Counter({str(e.run_id): 1 for e in wanted})
+    task = tasks_of(rig.ls_client, project.id)[0]
+    assert task.meta["backfill"]["name"] == summary["backfill"]
+    assert task.meta["backfill"]["original_target"]["project_name"] == live.project_name
+    assert task.meta["service"] == "search"
+
+    second = Backfill(rig, ["--project", target, *selection], name="second")
+    code, again = second.run()
+    assert code == 0, second.stderr()
+    assert (again["backfill"], again["read"], again["imported"]) == (summary["backfill"], 0, 0)
+
+    restarted = Backfill(rig, ["--project", target, *selection, "--restart"], name="restarted")
+    code, again = restarted.run()
+    assert code == 0, restarted.stderr()
+    assert (again["imported"], again["already_present"]) == (0, 6)
+    assert run_id_counts(rig, project.id) == Counter({str(e.run_id): 1 for e in wanted})
+
+
+def test_since_older_than_the_topic_says_so_with_the_oldest_available_time(rig: Rig) -> None:
+    now_ms = int(time.time() * 1000)
+    publish_at(rig, [prompt_event(target=Target(project_id=1))], now_ms - DAY_MS)
+    dry = Backfill(rig, ["--project", title("retention"), "--since", "30d", "--dry-run"], name="retention")
+    code, summary = dry.run()
+    assert code == 0, dry.stderr()
+    assert summary["matched"] == 1
+    assert "older than anything the topic still holds" in dry.stderr()
+    assert time.strftime("%Y-%m-%dT", time.gmtime(now_ms / 1000 - 86_400)) in dry.stderr()
+
+
+def test_a_backfill_killed_midway_and_run_again_imports_every_run_once(rig: Rig) -> None:
+    runs = [prompt_event(target=Target(project_name=title("live"))) for _ in range(400)]
+    rig.publisher.events(rig.topic, runs)
+    target = title("killed")
+    killed = Backfill(rig, ["--project", target], name="killed").start(INGEST_BATCH_SIZE="20")
+    try:
+        project = eventually(lambda: project_titled(rig.ls_client, target), message="target project")
+        eventually(lambda: len(tasks_of(rig.ls_client, project.id)) >= 60, message="a part imported")
+    finally:
+        killed.kill()
+    assert len(tasks_of(rig.ls_client, project.id)) < len(runs)
+
+    rerun = Backfill(rig, ["--project", target], name="rerun")
+    code, summary = rerun.run(timeout=180)
+    assert code == 0, rerun.stderr()
+    assert summary["read"] < len(runs)  # resumed from the committed offsets, not from the start
+    assert run_id_counts(rig, project.id) == Counter({str(e.run_id): 1 for e in runs})
+
+
+def test_live_ingestion_running_at_the_same_time_is_unaffected(rig: Rig) -> None:
+    live = Target(project_name=title("live"))
+    before = [prompt_event(target=live) for _ in range(100)]
+    rig.publisher.events(rig.topic, before)
+    consumer = rig.consumer().start()
+    target = title("beside-live")
+    backfill = Backfill(rig, ["--project", target], name="beside").start()
+    try:
+        eventually(lambda: "records to read" in backfill.stderr(), message="backfill planned")
+        after = [prompt_event(target=live) for _ in range(50)]
+        rig.publisher.events(rig.topic, after)
+        assert backfill.wait(120) == 0, backfill.stderr()
+        live_project = eventually(
+            lambda: project_titled(rig.ls_client, live.project_name or ""), message="live"
+        )
+        everything = Counter({str(e.run_id): 1 for e in [*before, *after]})
+        eventually(lambda: run_id_counts(rig, live_project.id) == everything, message="live tasks")
+        assert consumer.terminate() == 0
+    finally:
+        consumer.kill()
+        backfill.kill()
+
+    project = project_titled(rig.ls_client, target)
+    assert project is not None
+    copied = run_id_counts(rig, project.id)
+    assert set(copied) >= {str(e.run_id) for e in before}  # the topic as it was when the backfill started
+    assert set(copied) <= set(everything)
+    assert max(copied.values()) == 1
+    live_ledger = read_topic(rig.bootstrap, f"{rig.topic}.ledger", expect=1)
+    assert {decode_entry(r.value).project_id for r in live_ledger} - {None} == {live_project.id}
