@@ -151,14 +151,17 @@ def test_one_services_errors_since_two_days_then_a_second_run_imports_nothing(ri
     target = title("errors")
     selection = ["--since", "2d", "--service", "search", "--errors-only"]
 
-    dry = Backfill(rig, ["--project", target, *selection, "--dry-run"], name="dry")
+    # a month back: more than the topic holds, which it says, with the oldest time it has
+    dry = Backfill(rig, ["--project", target, *selection, "--since", "30d", "--dry-run"], name="dry")
     code, summary = dry.run()
     assert code == 0, dry.stderr()
-    assert summary["matched"] == 6
+    assert summary["matched"] == 9
     assert {(r["kind"], r["service"]): r["runs"] for r in summary["by"]} == {
-        ("prompt", "search"): 4,
+        ("prompt", "search"): 7,
         ("chat", "search"): 2,
     }
+    assert "older than anything the topic still holds" in dry.stderr()
+    assert time.strftime("%Y-%m-%dT%H:%M", time.gmtime(now_ms / 1000 - 3 * 86_400)) in dry.stderr()
     assert project_titled(rig.ls_client, target) is None  # a dry run creates nothing
 
     first = Backfill(rig, ["--project", target, *selection], name="first")
@@ -186,15 +189,17 @@ def test_one_services_errors_since_two_days_then_a_second_run_imports_nothing(ri
     assert run_id_counts(rig, project.id) == Counter({str(e.run_id): 1 for e in wanted})
 
 
-def test_since_older_than_the_topic_says_so_with_the_oldest_available_time(rig: Rig) -> None:
-    now_ms = int(time.time() * 1000)
-    publish_at(rig, [prompt_event(target=Target(project_id=1))], now_ms - DAY_MS)
-    dry = Backfill(rig, ["--project", title("retention"), "--since", "30d", "--dry-run"], name="retention")
-    code, summary = dry.run()
-    assert code == 0, dry.stderr()
-    assert summary["matched"] == 1
-    assert "older than anything the topic still holds" in dry.stderr()
-    assert time.strftime("%Y-%m-%dT", time.gmtime(now_ms / 1000 - 86_400)) in dry.stderr()
+def test_an_unsafe_config_is_refused_before_anything_is_created(rig: Rig) -> None:
+    config = rig.tmp_path / "unsafe.xml"
+    config.write_text(
+        '<View><Text name="prompt" value="$prompt"/><TextArea name="response" toName="prompt"/>'
+        '<HyperText name="x" value="$prompt" inline="true"/><Script>alert(1)</Script></View>'
+    )
+    target = title("unsafe")
+    refused = Backfill(rig, ["--project", target, "--config", str(config)], name="unsafe")
+    assert refused.start().wait() == 2
+    assert "cannot create project" in refused.stderr()
+    assert project_titled(rig.ls_client, target) is None
 
 
 def test_a_backfill_killed_midway_and_run_again_imports_every_run_once(rig: Rig) -> None:
