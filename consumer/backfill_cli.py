@@ -235,8 +235,16 @@ class Backfill:
     """The command: resolve the target, plan, then dry-run or run; prints progress and the summary."""
 
     def __init__(
-        self, settings: Settings, request: Request, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+        self,
+        settings: Settings,
+        request: Request,
+        out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr,
+        *,
+        signals: bool = True,
     ) -> None:
+        """``signals``: Ctrl-C and SIGTERM stop the backfill cleanly (the command; not when embedded)."""
+        self.signals = signals
         self.settings = settings
         self.request = request
         self.out = out
@@ -459,7 +467,7 @@ class Backfill:
 
     # --- signals ----------------------------------------------------------------------------------
     def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        if not self.signals or threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
