@@ -34,6 +34,7 @@ from tests.consumer.runner import (
     read_topic,
     tasks_of,
 )
+from tests.harness import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -221,17 +222,33 @@ def test_an_unsafe_config_is_refused_before_anything_is_created(rig: Rig) -> Non
     assert project_titled(rig.ls_client, target) is None
 
 
-def test_a_backfill_killed_midway_and_run_again_imports_every_run_once(rig: Rig) -> None:
-    runs = [prompt_event(target=Target(project_name=title("live"))) for _ in range(400)]
+def test_ctrl_c_then_a_kill_midway_and_a_re_run_import_every_run_once(rig: Rig) -> None:
+    runs = [prompt_event(target=Target(project_name=title("live"))) for _ in range(600)]
     rig.publisher.events(rig.topic, runs)
     target = title("killed")
-    killed = Backfill(rig, ["--project", target], name="killed").start(INGEST_BATCH_SIZE="20")
+
+    def imported() -> int:
+        return int(rig.ls_client.projects.get(id=project.id).task_number or 0)
+
+    stopped = Backfill(rig, ["--project", target], name="stopped").start(INGEST_BATCH_SIZE="20")
     try:
         project = eventually(lambda: project_titled(rig.ls_client, target), message="target project")
-        eventually(lambda: len(tasks_of(rig.ls_client, project.id)) >= 60, message="a part imported")
+        eventually(lambda: imported() >= 60, message="a part imported")
+        assert stopped.proc is not None
+        stopped.proc.send_signal(signal.SIGINT)
+        assert stopped.wait(60) == backfill_cli.EXIT_INTERRUPTED, stopped.stderr()
+    finally:
+        stopped.kill()
+    assert stopped.summary()["state"] == "interrupted"
+    after_ctrl_c = imported()
+    assert after_ctrl_c < len(runs)
+
+    killed = Backfill(rig, ["--project", target], name="killed").start(INGEST_BATCH_SIZE="10")
+    try:
+        wait_until(lambda: imported() >= after_ctrl_c + 20, 60, 0.05, "more imported")
     finally:
         killed.kill()
-    assert len(tasks_of(rig.ls_client, project.id)) < len(runs)
+    assert imported() < len(runs)
 
     rerun = Backfill(rig, ["--project", target], name="rerun")
     code, summary = rerun.run(timeout=180)
