@@ -500,11 +500,13 @@ class Runner:
                 if self._deadline is not None and time.monotonic() >= self._deadline:
                     return False
                 delay = self.backoff.next_delay()
+                if self._deadline is not None:  # a stop was asked: retry only within its time
+                    delay = min(delay, max(0.0, self._deadline - time.monotonic()))
                 log.warning(
                     "Label Studio unavailable; retrying the batch",
                     extra={"kind": exc.kind, "retry_in_s": round(delay, 2), "error": str(exc)},
                 )
-                source.wait(delay, generation, self.stop)
+                source.wait(delay, generation)
             except UncertainTooRecent as exc:
                 if self._deadline is not None and time.monotonic() + exc.wait_s > self._deadline:
                     return False
@@ -512,7 +514,8 @@ class Runner:
                     "uncertain runs too recent to ask Label Studio; waiting",
                     extra={"runs": exc.runs, "wait_s": round(exc.wait_s, 2)},
                 )
-                source.wait(exc.wait_s, generation)
+                # a stop cuts the wait short once; the next attempt then fits in the time left or gives up
+                source.wait(exc.wait_s, generation, None if self.stop.is_set() else self.stop)
 
     def _count(self, in_range: list[Any], events: list[Event], invalid: int, batch: Batch | None) -> None:
         tally = self.tally
