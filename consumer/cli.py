@@ -2,7 +2,7 @@
 
 ``labelstudio-ingest consume`` runs the consumer. Each setting is an environment variable and a
 flag (the variable without ``INGEST_``, lower case, dashes); flags win. Later sub-commands
-(``dlq``, ``export``, ``webhooks``) register themselves in :func:`build_parser`.
+(``dlq``, ``export``, ``webhooks``, ``backfill``) register themselves in :func:`build_parser`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, get_args
 from kafka.errors import KafkaError
 from pydantic import SecretStr, ValidationError
 
-from labelstudio_ingest.consumer import dlq_cli, export_cli, logs, webhooks_cli
+from labelstudio_ingest.consumer import backfill_cli, dlq_cli, export_cli, logs, webhooks_cli
 from labelstudio_ingest.consumer.connection import ClientErrors, connection_failure
 from labelstudio_ingest.consumer.settings import Settings, describe_errors, env_name, flag_name
 
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_cli.register(commands, add_settings_flags)
     export_cli.register(commands, add_settings_flags)
     webhooks_cli.register(commands, add_settings_flags)
+    backfill_cli.register(commands, add_settings_flags)
     return parser
 
 

@@ -207,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  metrics       {metrics}/metrics   health {metrics}/healthz  {metrics}/readyz")
             for title, count in sorted(counts.items()):
                 print(f"  project       {title!r}: {count} tasks")
+            print(
+                "  try next      labelstudio-ingest backfill --project='Demo chat review'"
+                " --kind=chat --since=1h"
+            )
+            print(
+                f"                (replays past runs into a new one; with KAFKA_BOOTSTRAP_SERVERS={bootstrap}"
+                f" LABEL_STUDIO_URL={ls.url} LABEL_STUDIO_API_KEY={ls.api_key}, see docs/BACKFILL.md)"
+            )
             print()
             if not args.once:
                 say("up — open Label Studio and review the tasks; Ctrl-C stops everything")
