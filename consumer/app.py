@@ -29,7 +29,7 @@ from labelstudio_ingest.consumer.ledger import Ledger
 from labelstudio_ingest.consumer.logs import Masker
 from labelstudio_ingest.consumer.metrics import Metrics
 from labelstudio_ingest.consumer.outbox import Outbox
-from labelstudio_ingest.consumer.pipeline import Batch, Pipeline
+from labelstudio_ingest.consumer.pipeline import Pipeline
 from labelstudio_ingest.consumer.projects import Project, ProjectResolver
 from labelstudio_ingest.consumer.settings import Settings
 from labelstudio_ingest.consumer.sink import LabelStudioSink
@@ -271,7 +271,9 @@ class ConsumerApp:
                     self.pipeline.process(batch)
                     break
                 except LabelStudioUnavailable as exc:
-                    if self._isolate(batch, exc):
+                    if self.pipeline.escalate(
+                        batch, exc, after=self.settings.isolate_after_failures, stopping=self.stop.is_set()
+                    ):
                         continue
                     if not self._retry_after(exc, generation):
                         self.source.rewind(records)
@@ -294,26 +296,6 @@ class ConsumerApp:
         finally:
             self._generation = None
             self.source.resume_ready()
-
-    def _isolate(self, batch: Batch, exc: LabelStudioUnavailable) -> bool:
-        """Whether to retry the batch at once, isolating the run that breaks Label Studio: its
-        import failed ``INGEST_ISOLATE_AFTER_FAILURES`` times in a row with a 5xx or a timeout
-        while Label Studio's /health answers. Down (refused, /health failing) is an outage: False,
-        back off and retry, dead-letter nothing."""
-        batch.suspect_failures = batch.suspect_failures + 1 if exc.suspect else 0
-        if (
-            batch.isolate
-            or batch.suspect_failures < self.settings.isolate_after_failures
-            or self.stop.is_set()
-            or not self.sink.reachable()
-        ):
-            return False
-        batch.isolate = True
-        log.warning(
-            "the same import keeps failing while Label Studio answers; isolating the run that breaks it",
-            extra={"batch": batch.number, "failures": batch.suspect_failures, "error": str(exc)},
-        )
-        return True
 
     def _retry_after(self, exc: LabelStudioUnavailable, generation: int) -> bool:
         """Back off (partitions paused, still polling); False when shutdown leaves no time."""

@@ -20,23 +20,13 @@ from typing import Any
 from uuid import UUID
 
 from labelstudio_ingest.schemas import ChatEvent, PromptEvent
+from labelstudio_ingest.schemas.sampling import trace_fraction
 
 Event = PromptEvent | ChatEvent
 
-_HASH_RANGE = 2**64
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 NAME_MAX_CHARS = 80
 """Longest backfill name: it goes into topic and group names (Kafka allows 249 characters)."""
-
-
-def sample_fraction(key: UUID) -> float:
-    """Where a trace (or a lone run) falls in [0, 1): ``int(sha256(key.bytes)[:8]) / 2**64``.
-
-    The same for one key in every process and on every machine, so a backfill keeps the same runs
-    every time it is run, and all LLM calls of one trace together.
-    """
-    digest = hashlib.sha256(key.bytes).digest()
-    return int.from_bytes(digest[:8], "big") / _HASH_RANGE
 
 
 def sampled(key: UUID, rate: float) -> bool:
@@ -45,7 +35,7 @@ def sampled(key: UUID, rate: float) -> bool:
         return True
     if rate <= 0.0:
         return False
-    return sample_fraction(key) < rate
+    return trace_fraction(key) < rate
 
 
 def trace_key(event: Event) -> UUID:
@@ -300,7 +290,6 @@ __all__ = [
     "oldest",
     "parse_pair",
     "parse_rate",
-    "sample_fraction",
     "sampled",
     "start_offset",
     "trace_key",

@@ -385,6 +385,7 @@ class Backfill:
             allowlist=s.allowlist,
             cache_ttl_s=0,
             on_created=created.append,
+            creation=s.creation_policy,
         )
         try:
             project = resolver.resolve(target)

@@ -88,13 +88,16 @@ class BackfillSink(LabelStudioSink):
         units: Sequence[Unit[K]],
         report: ImportReport[K],
         on_imported: Callable[[Sequence[tuple[Unit[K], list[int]]]], None],
+        before_request: Callable[[Sequence[Unit[K]]], None] | None = None,
+        *,
+        isolate: bool = False,
     ) -> None:
         """Stamp the tasks, then import them as live ingestion does."""
         for unit in units:
             stamp = self._stamp(getattr(unit.key, "event", None))
             for task in unit.tasks:
                 task["meta"] = {**task.get("meta", {}), "backfill": stamp}
-        super().import_units(project_id, units, report, on_imported)
+        super().import_units(project_id, units, report, on_imported, before_request, isolate=isolate)
 
     def _stamp(self, event: Event | None) -> dict[str, Any]:
         stamp: dict[str, Any] = {"name": self.backfill}
@@ -392,6 +395,8 @@ class Runner:
             str(s.label_studio_url),
             timeout_s=s.import_timeout_s,
             metrics=self.metrics,
+            max_request_bytes=s.import_max_bytes,
+            max_request_tasks=s.import_max_tasks,
             backfill=self.names.backfill,
         )
         self.pipeline = Pipeline(
@@ -405,6 +410,8 @@ class Runner:
             group_id=self.names.group_id,
             mask=Masker(s.secrets()),
             settle_s=s.import_timeout_s,
+            trace_url_template=s.trace_url_template,
+            meta_max_bytes=s.meta_max_bytes,
         )
         self.backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
         self._batches = 0
@@ -413,9 +420,11 @@ class Runner:
         self.tally.total = sum(max(0, self.plan.end[p] - self.committed[p]) for p in self.plan.partitions)
 
     def before_request(self, request: httpx.Request) -> None:
-        """Hook of every Label Studio request: keep the membership, refuse to send after a rebalance."""
+        """Hook of every Label Studio request: keep the membership, refuse to send after a rebalance
+        or while the group has not confirmed this member lately (as the consumer does)."""
         if self.generation is not None and self.source is not None:
             self.source.keepalive(self.generation)
+            self.source.confirm_membership(self.generation)
 
     def request_stop(self) -> None:
         """Stop after the batch in flight, which gets ``INGEST_SHUTDOWN_TIMEOUT_S`` to finish."""
@@ -497,6 +506,10 @@ class Runner:
                 self.backoff.reset()
                 return True
             except LabelStudioUnavailable as exc:
+                if self.pipeline.escalate(
+                    batch, exc, after=self.settings.isolate_after_failures, stopping=self.stop.is_set()
+                ):
+                    continue
                 if self._deadline is not None and time.monotonic() >= self._deadline:
                     return False
                 delay = self.backoff.next_delay()

@@ -192,6 +192,21 @@ class Pipeline:
             if not self._settle_copies(copies) and not project_gone:
                 return
 
+    def escalate(self, batch: Batch, exc: LabelStudioUnavailable, *, after: int, stopping: bool) -> bool:
+        """Whether to retry ``batch`` at once, isolating the run that breaks Label Studio: its
+        import failed ``after`` times in a row with a 5xx or a timeout while Label Studio's /health
+        answers. Down (refused, /health failing) is an outage: False, back off and retry,
+        dead-letter nothing."""
+        batch.suspect_failures = batch.suspect_failures + 1 if exc.suspect else 0
+        if batch.isolate or batch.suspect_failures < after or stopping or not self._sink.reachable():
+            return False
+        batch.isolate = True
+        log.warning(
+            "the same import keeps failing while Label Studio answers; isolating the run that breaks it",
+            extra={"batch": batch.number, "failures": batch.suspect_failures, "error": str(exc)},
+        )
+        return True
+
     def finish(self, batch: Batch) -> None:
         """Make the batch's ledger records and dead letters durable (before the offset commit)."""
         self._outbox.flush()

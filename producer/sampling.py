@@ -15,23 +15,16 @@ Pure logic: no I/O, no clock, no randomness.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from labelstudio_ingest.schemas.sampling import trace_fraction
+
 SAMPLE_METADATA_KEY = "labelstudio_sample"
 """The metadata key of the per-call override: ``True`` keeps the run, ``False`` drops it."""
-
-_HASH_RANGE = float(2**64)
-
-
-def trace_fraction(root_run_id: UUID) -> float:
-    """Where a trace falls in [0, 1): the same for one root id in every process."""
-    digest = hashlib.blake2b(root_run_id.bytes, digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _HASH_RANGE
 
 
 def check_rate(rate: float) -> float:

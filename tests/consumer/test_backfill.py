@@ -18,12 +18,12 @@ from labelstudio_ingest.consumer.backfill import (
     names_for,
     parse_pair,
     parse_rate,
-    sample_fraction,
     sampled,
     start_offset,
     trace_key,
 )
 from labelstudio_ingest.schemas import ChatEvent, PromptEvent, Target
+from labelstudio_ingest.schemas.sampling import trace_fraction
 from tests.consumer.runner import chat_event, prompt_event
 
 
@@ -83,10 +83,10 @@ def test_the_original_project_is_an_id_or_a_title_pattern() -> None:
     assert not Selection(from_projects=("LangChain-*",)).matches(by_id)
 
 
-def test_the_sample_rule_is_the_documented_sha256_formula() -> None:
+def test_the_sample_rule_is_the_producers_documented_blake2b_formula() -> None:
     key = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    expected = int.from_bytes(hashlib.sha256(key.bytes).digest()[:8], "big") / 2**64
-    assert sample_fraction(key) == expected
+    expected = int.from_bytes(hashlib.blake2b(key.bytes, digest_size=8).digest(), "big") / 2**64
+    assert trace_fraction(key) == expected
     assert sampled(key, expected + 1e-12)
     assert not sampled(key, expected)
     assert sampled(key, 1.0)
