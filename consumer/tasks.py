@@ -21,16 +21,29 @@ from typing import Any
 
 from labelstudio_ingest.consumer.labelconfig import TaskLayout
 from labelstudio_ingest.consumer.tracelinks import trace_columns
-from labelstudio_ingest.schemas import ChatEvent, Generation, Message, PromptEvent, ToolCall
+from labelstudio_ingest.schemas import (
+    ChatEvent,
+    Generation,
+    Message,
+    PromptEvent,
+    StepKind,
+    ToolCall,
+    TrajectoryEvent,
+    TrajectoryStep,
+)
 
 PROMPT_ROLE = "user"
 """The speaker of a plain prompt shown in a dialogue project."""
 
 
 def build_tasks(
-    event: PromptEvent | ChatEvent, layout: TaskLayout, *, trace_url_template: str | None = None
+    event: PromptEvent | ChatEvent | TrajectoryEvent,
+    layout: TaskLayout,
+    *,
+    trace_url_template: str | None = None,
 ) -> list[dict[str, Any]]:
     """The tasks of one run: one per prompt or conversation, in input order. Pure and fast.
+    A trajectory (a whole agent run) is one task: see :func:`build_trajectory_task`.
 
     A run with a ``trace`` gets its ids as ``data`` columns and ``meta.trace``, with a link from
     ``trace_url_template`` (see ``tracelinks.py``).
@@ -38,6 +51,8 @@ def build_tasks(
     The tasks of one run share the nested values of ``meta`` (tags, metadata) with each other
     and with the event: treat them as read-only.
     """
+    if event.kind == "trajectory":
+        return [build_trajectory_task(event, layout, trace_url_template=trace_url_template)]
     inputs: list[Any]
     if event.kind == "prompt":
         inputs = [_prompt_value(prompt, layout) for prompt in event.prompts]
@@ -58,6 +73,116 @@ def build_tasks(
             }
         )
     return tasks
+
+
+TRAJECTORY_MODEL_VERSION = "agent"
+"""The prediction's ``model_version`` of a trajectory whose LLM steps name no model."""
+
+
+def build_trajectory_task(
+    event: TrajectoryEvent, layout: TaskLayout, *, trace_url_template: str | None = None
+) -> dict[str, Any]:
+    """The one task of an agent run: ``data.run_id`` is the trace's root run (exactly once per trace),
+    the object shows :func:`trajectory_items` (a dialogue, or its text for a text object), and the
+    prediction puts the final answer in the TextArea. ``meta`` adds the step count and what was cut.
+    """
+    items = trajectory_items(event)
+    value: Any = (
+        [{layout.name_key: speaker, layout.text_key: text} for speaker, text in items]
+        if layout.dialogue
+        else "\n".join(f"{speaker}: {text}" for speaker, text in items)
+    )
+    meta = _meta(event)
+    trace_data, meta["trace"] = trace_columns(event, trace_url_template)
+    meta["steps"] = len(event.steps)
+    meta["truncated"] = None if event.truncated is None else event.truncated.model_dump()
+    predictions: list[Any] = []
+    if event.output is not None:
+        predictions.append(
+            {
+                "model_version": event.model_name or TRAJECTORY_MODEL_VERSION,
+                "result": [
+                    {
+                        "from_name": layout.textarea_name,
+                        "to_name": layout.object_name,
+                        "type": "textarea",
+                        "value": {"text": [event.output]},
+                    }
+                ],
+            }
+        )
+    data = {**trace_data, layout.data_key: value, "run_id": str(event.run_id), "prompt_index": 0}
+    return {"data": data, "predictions": predictions, "meta": meta}
+
+
+def trajectory_items(event: TrajectoryEvent) -> list[tuple[str, str]]:
+    """An agent run as ``(speaker, text)`` lines a reviewer reads top to bottom.
+
+    The input messages by role; then per step, prefixed with its number ``[n]``: an LLM step's new
+    messages (tool results already shown by a tool step are not repeated), its answer as
+    ``[n] assistant`` and each tool call it asked for as ``[n] assistant → tool call``; a tool step
+    as ``[n] tool · <name>`` with its arguments and result (or error). A gap in the numbers is
+    marked where steps were dropped, and the final answer comes last as ``final answer``.
+    """
+    items = [(_speaker(m), m.content) for m in event.input]
+    shown_results = {s.tool_call_id for s in event.steps if s.type == StepKind.TOOL and s.tool_call_id}
+    truncated = event.truncated
+    for step in event.steps:
+        if truncated is not None and truncated.steps_dropped and step.index == _first_after_gap(event):
+            items.append(("…", f"{truncated.steps_dropped} steps left out to keep the run within its limits"))
+        items.extend(_step_items(step, shown_results))
+    if event.output is not None:
+        items.append(("final answer", event.output))
+    if event.error is not None:
+        items.append(("error", f"{event.error.type}: {event.error.message}"))
+    return items
+
+
+def _first_after_gap(event: TrajectoryEvent) -> int | None:
+    previous = -1
+    for step in event.steps:
+        if step.index != previous + 1:
+            return step.index
+        previous = step.index
+    return None
+
+
+def _step_items(step: TrajectoryStep, shown_results: set[str]) -> list[tuple[str, str]]:
+    number = f"[{step.index}]"
+    if step.type == StepKind.TOOL:
+        args = (
+            step.arguments
+            if isinstance(step.arguments, str)
+            else json.dumps(step.arguments, ensure_ascii=False)
+        )
+        outcome = (
+            f"error: {step.error.type}: {step.error.message}"
+            if step.error is not None
+            else f"result: {step.result}"
+        )
+        return [(f"{number} tool · {step.name or 'tool'}", f"arguments: {args}\n{outcome}")]
+    items = [
+        (f"{number} {_speaker(m)}", m.content)
+        for m in step.messages
+        if not (m.tool_call_id is not None and m.tool_call_id in shown_results)
+    ]
+    output = step.output
+    if output is not None:
+        if output.content or not output.tool_calls:
+            items.append((f"{number} assistant", output.content))
+        items.extend((f"{number} assistant → tool call", _tool_call(call)) for call in output.tool_calls)
+    if step.error is not None:
+        items.append((f"{number} error", f"{step.error.type}: {step.error.message}"))
+    return items
+
+
+def _speaker(message: Message) -> str:
+    speaker = message.role.value
+    if message.name:
+        speaker += f" ({message.name})"
+    if message.tool_call_id:
+        speaker += f" [{message.tool_call_id}]"
+    return speaker
 
 
 def render_dialogue(conversation: Sequence[Message]) -> str:
@@ -136,7 +261,7 @@ def _tool_call(call: ToolCall) -> str:
     return f"{marker}: {call.name}({json.dumps(call.args, ensure_ascii=False)})"
 
 
-def _meta(event: PromptEvent | ChatEvent) -> dict[str, Any]:
+def _meta(event: PromptEvent | ChatEvent | TrajectoryEvent) -> dict[str, Any]:
     usage = event.token_usage
     error = event.error
     return {
