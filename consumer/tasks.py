@@ -96,6 +96,7 @@ def build_trajectory_task(
     trace_data, meta["trace"] = trace_columns(event, trace_url_template)
     meta["steps"] = len(event.steps)
     meta["truncated"] = None if event.truncated is None else event.truncated.model_dump()
+    meta["chat"] = trajectory_chat(event)
     predictions: list[Any] = []
     if event.output is not None:
         predictions.append(
@@ -113,6 +114,69 @@ def build_trajectory_task(
         )
     data = {**trace_data, layout.data_key: value, "run_id": str(event.run_id), "prompt_index": 0}
     return {"data": data, "predictions": predictions, "meta": meta}
+
+
+def trajectory_chat(event: TrajectoryEvent) -> list[dict[str, Any]]:
+    """The run as a chat in the standard tool-calling layout, for training exports.
+
+    The input messages; each LLM step's new messages and its answer as an ``assistant`` message with
+    ``tool_calls: [{id, type: "function", function: {name, arguments}}]`` (``arguments`` is JSON text);
+    each tool step as a ``tool`` message with its ``tool_call_id``; the final answer as the last
+    ``assistant`` message (absent when the run failed). A tool step no LLM step asked for gets the
+    assistant call it answers (with the id ``call_<n>`` when it has none), so every ``tool`` message
+    follows its call.
+    """
+    chat = [_chat_message(m) for m in event.input]
+    shown_results = {s.tool_call_id for s in event.steps if s.type == StepKind.TOOL and s.tool_call_id}
+    asked: set[str] = set()
+    last_llm = next((s for s in reversed(event.steps) if s.type == StepKind.LLM), None)
+    for step in event.steps:
+        if step.type == StepKind.TOOL:
+            call_id = step.tool_call_id or f"call_{step.index}"
+            if call_id not in asked:
+                call = ToolCall(name=step.name or "tool", args=_args_object(step.arguments), id=call_id)
+                chat.append({"role": "assistant", "content": "", "tool_calls": [_openai_call(call)]})
+                asked.add(call_id)
+            content = step.result if step.error is None else f"error: {step.error.type}: {step.error.message}"
+            chat.append({"role": "tool", "tool_call_id": call_id, "content": content or ""})
+            continue
+        chat.extend(
+            _chat_message(m)
+            for m in step.messages
+            if not (m.tool_call_id is not None and m.tool_call_id in shown_results)
+        )
+        final = step is last_llm and event.output is not None
+        if step.output is not None and (step.output.tool_calls or not final):
+            chat.append(_chat_message(step.output))
+            asked.update(c.id for c in step.output.tool_calls if c.id)
+    if event.output is not None:
+        chat.append({"role": "assistant", "content": event.output})
+    return chat
+
+
+def _chat_message(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role.value, "content": message.content}
+    if message.name is not None and message.role.value != "tool":
+        out["name"] = message.name
+    if message.tool_calls:
+        out["tool_calls"] = [_openai_call(call) for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _openai_call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": json.dumps(call.args, ensure_ascii=False)},
+    }
+
+
+def _args_object(arguments: Any) -> dict[str, Any]:
+    if isinstance(arguments, dict):
+        return arguments
+    return {} if arguments is None else {"input": arguments}
 
 
 def trajectory_items(event: TrajectoryEvent) -> list[tuple[str, str]]:
