@@ -166,6 +166,7 @@ class TrajectoryRecorder:
                 oldest = next(iter(self._traces))
                 evicted = self._traces.pop(oldest)
                 self._owners.pop(evicted.owner_run_id, None)
+                self._forget_steps(evicted)
                 self.forgotten += 1
         return record
 
@@ -245,9 +246,13 @@ class TrajectoryRecorder:
                 return None
             record = self._traces.pop(root, None)
             if record is not None:
-                for step in record.steps:
-                    self._steps.pop(step.run_id, None)
+                self._forget_steps(record)
             return record
+
+    def _forget_steps(self, record: Trace) -> None:
+        """Drop the trace's steps still waiting for their end (dropped ones included)."""
+        for run_id in [run_id for run_id, (owner, _) in self._steps.items() if owner is record]:
+            del self._steps[run_id]
 
     def _add_step(self, record: Trace, kind: str, run_id: UUID) -> Step:
         step = Step(

@@ -213,3 +213,14 @@ def test_memory_stays_bounded_by_the_traces_in_flight() -> None:
         t.tap.run_started(uuid.uuid4(), None, inputs="q", tags=None, metadata=None)
     assert len(t.tap.recorder) == 10
     assert t.tap.recorder.forgotten == 90
+
+
+def test_steps_that_never_end_are_forgotten_with_their_trace() -> None:
+    t = Tap()
+    root, llm = uuid.uuid4(), uuid.uuid4()
+    t.tap.run_started(root, None, inputs="q", tags=None, metadata=None)
+    t.tap.llm_started(llm, root, inputs=["q"], tags=None, metadata=None, invocation_params={})
+    t.tap.run_ended(root, "a", None)  # the LLM call never reported its end
+    assert t.tap.recorder._steps == {}
+    [event] = t.events()
+    assert event.steps[0].ended_at is None
