@@ -255,19 +255,19 @@ class TrajectoryRecorder:
             del self._steps[run_id]
 
     def _add_step(self, record: Trace, kind: str, run_id: UUID) -> Step:
-        step = Step(
-            index=record.next_index,
-            type=kind,
-            run_id=run_id,
-            started_at=datetime.now(UTC),
-            started=time.perf_counter(),
-        )
-        record.next_index += 1
-        record.steps.append(step)
-        limit = max(self.limits.max_trajectory_steps, 1)
-        if len(record.steps) > limit:
-            drop_steps(record, 1)
+        """A new step, numbered under the lock: a graph runs parallel tool calls in threads."""
         with self._lock:
+            step = Step(
+                index=record.next_index,
+                type=kind,
+                run_id=run_id,
+                started_at=datetime.now(UTC),
+                started=time.perf_counter(),
+            )
+            record.next_index += 1
+            record.steps.append(step)
+            if len(record.steps) > max(self.limits.max_trajectory_steps, 1):
+                drop_steps(record, 1)
             self._steps[run_id] = (record, step)
         return step
 

@@ -5,6 +5,7 @@ bounded, sampling per trace. Drives :class:`TrajectoryTap` with what LangChain p
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -224,3 +225,22 @@ def test_steps_that_never_end_are_forgotten_with_their_trace() -> None:
     assert t.tap.recorder._steps == {}
     [event] = t.events()
     assert event.steps[0].ended_at is None
+
+
+def test_parallel_tool_calls_get_distinct_step_numbers() -> None:
+    t = Tap()
+    root = uuid.uuid4()
+    t.tap.run_started(root, None, inputs="q", tags=None, metadata=None)
+
+    def call_tool(n: int) -> None:
+        run = uuid.uuid4()
+        t.tap.tool_started(
+            run, root, name="lookup", arguments={"n": n}, tool_call_id=f"c{n}", tags=None, metadata=None
+        )
+        t.tap.tool_ended(run, f"r{n}", None)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(call_tool, range(64)))
+    t.tap.run_ended(root, "done", None)
+    [event] = t.events()
+    assert sorted(s.index for s in event.steps) == list(range(64))
