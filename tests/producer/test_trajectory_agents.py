@@ -3,6 +3,7 @@ LangChain chain each publish one trajectory per run, while the default per-call 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -99,3 +100,17 @@ def test_the_default_per_call_mode_still_publishes_each_llm_call(
     assert len(events) == 2
     assert all(isinstance(e, ChatEvent) for e in events)
     assert {e.trace.root_run_id for e in events if e.trace is not None} == {root}
+
+
+def test_an_async_agent_run_is_one_trajectory_event_too(
+    kafka_bootstrap: str, topic: str, handlers: Callable[..., LabelStudioCallbackHandler]
+) -> None:
+    handler = handlers(bootstrap_servers=kafka_bootstrap, topic=topic, granularity="trace")
+    root = uuid.uuid4()
+    agent = react_agent()
+    asyncio.run(
+        agent.ainvoke({"messages": [("user", QUESTION)]}, config={"run_id": root, "callbacks": [handler]})
+    )
+    assert handler.flush(30)
+    [read] = read_events(kafka_bootstrap, topic, expected=1)
+    _the_weather_trajectory(read.event, root)
