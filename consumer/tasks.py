@@ -9,7 +9,9 @@ One task per input (prompt or conversation) of the run::
      "meta": {"event_id": ..., "tags": [...], "metadata": {...}, "token_usage": {...}, ...}}
 
 ``predictions`` is empty when the input has no generations (a failed run); ``meta.error`` then
-says why. See docs/ROUTING.md for every field.
+says why. See docs/ROUTING.md for every field. A trajectory (a whole agent run) is one task instead:
+the run as a readable dialogue, its final answer as the prediction, and ``meta.chat`` holding the run
+in the tool-calling chat layout for exports (docs/TRAJECTORIES.md).
 """
 
 from __future__ import annotations
