@@ -8,12 +8,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from labelstudio_ingest.producer.builder import EventContext
 from labelstudio_ingest.producer.metrics import DropReason
 from labelstudio_ingest.producer.sampling import Sampler
+from labelstudio_ingest.producer.settings import resolve_granularity
 from labelstudio_ingest.producer.traces import TraceRoots
 from labelstudio_ingest.producer.trajectory import CUT_MARKER
 from labelstudio_ingest.producer.trajectory_handler import TrajectoryTap
@@ -244,3 +246,14 @@ def test_parallel_tool_calls_get_distinct_step_numbers() -> None:
     t.tap.run_ended(root, "done", None)
     [event] = t.events()
     assert sorted(s.index for s in event.steps) == list(range(64))
+
+
+def test_granularity_comes_from_the_argument_else_the_environment_else_per_call(monkeypatch: Any) -> None:
+    monkeypatch.delenv("INGEST_GRANULARITY", raising=False)
+    assert resolve_granularity(None) == "call"
+    monkeypatch.setenv("INGEST_GRANULARITY", " Trace ")
+    assert resolve_granularity(None) == "trace"
+    assert resolve_granularity("call") == "call"
+    monkeypatch.setenv("INGEST_GRANULARITY", "step")
+    with pytest.raises(ValueError, match="INGEST_GRANULARITY"):
+        resolve_granularity(None)
