@@ -8,7 +8,8 @@ The labeling config is read with the SDK's :class:`LabelInterface`:
   (``task_layout(config).textarea_name``), else the one named with ``--textarea``;
 - every ``Rating`` is scaled to [0, 1] as ``rating / maxRating`` (``maxRating`` defaults to 5),
   with the raw value and the maximum kept;
-- every ``Choices`` gives ``name → [selected values]``.
+- every ``Choices`` gives ``name → [selected values]``;
+- every ``Number`` gives ``name → value`` (e.g. the first wrong step of a trajectory).
 
 The model's response is the first generation of the task's prediction (consumer/tasks.py writes
 it to the predicted ``TextArea``). Several annotations of one task: :func:`pick_annotation`
@@ -78,6 +79,8 @@ class FeedbackConfig:
     """``Rating`` name → ``maxRating``, in config order."""
     choices: tuple[str, ...]
     """``Choices`` names, in config order."""
+    numbers: tuple[str, ...] = ()
+    """``Number`` names, in config order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,8 @@ class Feedback:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     lead_time_s: float | None = None
+    numbers: Mapping[str, float] = field(default_factory=dict)
+    """``Number`` answers by name (e.g. ``first_wrong_step`` of the trajectory config)."""
 
     @property
     def rating(self) -> Rating | None:
@@ -129,7 +134,8 @@ def _feedback_config(config_xml: str, textarea: str | None) -> FeedbackConfig:
         c.name: _max_rating(c.get_attr("maxRating", None)) for c in controls if c.tag.lower() == "rating"
     }
     choices = tuple(c.name for c in controls if c.tag.lower() == "choices")
-    return FeedbackConfig(layout, chosen, ratings, choices)
+    numbers = tuple(c.name for c in controls if c.tag.lower() == "number")
+    return FeedbackConfig(layout, chosen, ratings, choices, numbers)
 
 
 def _max_rating(value: object) -> int:
@@ -150,6 +156,7 @@ def read_annotation(annotation: Mapping[str, Any], config: FeedbackConfig) -> Fe
     texts: list[str] = []
     ratings: list[Rating] = []
     choices: dict[str, list[str]] = {}
+    numbers: dict[str, float] = {}
     for item in results:
         if not isinstance(item, Mapping):
             continue
@@ -163,8 +170,10 @@ def read_annotation(annotation: Mapping[str, Any], config: FeedbackConfig) -> Fe
             ratings.append(Rating(str(name), float(value["rating"]), config.ratings[str(name)]))
         elif name in config.choices:
             choices.setdefault(str(name), []).extend(str(c) for c in _as_list(value.get("choices")))
+        elif name in config.numbers and _float(value.get("number")) is not None:
+            numbers[str(name)] = float(value["number"])
     text = "\n".join(texts)
-    if not text.strip() and not ratings and not choices:
+    if not text.strip() and not ratings and not choices and not numbers:
         return SkipReason.EMPTY
     order = {name: i for i, name in enumerate(config.ratings)}
     return Feedback(
@@ -176,6 +185,7 @@ def read_annotation(annotation: Mapping[str, Any], config: FeedbackConfig) -> Fe
         created_at=_time(annotation.get("created_at")),
         updated_at=_time(annotation.get("updated_at")),
         lead_time_s=_float(annotation.get("lead_time")),
+        numbers=numbers,
     )
 
 

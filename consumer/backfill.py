@@ -19,10 +19,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from uuid import UUID
 
-from labelstudio_ingest.schemas import ChatEvent, PromptEvent
+from labelstudio_ingest.schemas import Event
 from labelstudio_ingest.schemas.sampling import trace_fraction
-
-Event = PromptEvent | ChatEvent
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 NAME_MAX_CHARS = 80

@@ -89,7 +89,10 @@ def register(commands: Any, add_flags: AddFlags) -> None:
         "--config", metavar="FILE", type=Path, help="label config XML for a project created by title"
     )
     target.add_argument(
-        "--mode", choices=("prompt", "chat"), default="prompt", help="default config of a new project"
+        "--mode",
+        choices=("prompt", "chat", "trajectory"),
+        default="prompt",
+        help="default config of a new project",
     )
     select = parser.add_argument_group("selection (all given filters must match)")
     select.add_argument(
@@ -103,7 +106,11 @@ def register(commands: Any, add_flags: AddFlags) -> None:
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="metadata value (repeat: all of)"
     )
     select.add_argument(
-        "--kind", action="append", default=[], choices=("prompt", "chat"), help="prompt or chat"
+        "--kind",
+        action="append",
+        default=[],
+        choices=("prompt", "chat", "trajectory"),
+        help="prompt, chat or trajectory",
     )
     select.add_argument("--errors-only", action="store_true", help="only failed runs (with an error)")
     select.add_argument(

@@ -25,7 +25,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicParti
 from kafka.errors import KafkaError
 from label_studio_sdk import LabelStudio
 
-from labelstudio_ingest.consumer.backfill import Event, Names, Selection, Tally, oldest, start_offset
+from labelstudio_ingest.consumer.backfill import Names, Selection, Tally, oldest, start_offset
 from labelstudio_ingest.consumer.backoff import Backoff
 from labelstudio_ingest.consumer.errors import LabelStudioUnavailable, Rebalanced, UncertainTooRecent
 from labelstudio_ingest.consumer.ledger import Ledger
@@ -38,7 +38,7 @@ from labelstudio_ingest.consumer.settings import Settings
 from labelstudio_ingest.consumer.sink import ImportReport, LabelStudioSink, Unit
 from labelstudio_ingest.consumer.source import Source
 from labelstudio_ingest.consumer.topics import ensure_topics, ledger_topic_configs, partition_count
-from labelstudio_ingest.schemas import EventDecodeError, Target, decode
+from labelstudio_ingest.schemas import Event, EventDecodeError, Target, decode
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,14 @@ Formats (docs/FEEDBACK.md has examples):
   tasks its *conversational* form (message lists).
 - ``reward``: ``{"prompt", "response": <model's response>, "rating": 0..1, "choices": {...}}``
 
+A trajectory task (a whole agent run, ``meta.kind == "trajectory"``) exports its run in the standard
+tool-calling chat layout kept in ``meta.chat`` (assistant ``tool_calls`` with ``{id, type: "function",
+function: {name, arguments}}``, ``tool`` messages with ``tool_call_id``): ``sft`` is that chat with the
+reviewer's final answer; ``preference`` has the run before its final answer as the prompt and the
+reviewer's and the model's final answers as ``chosen``/``rejected``; ``reward`` rates the run as a
+whole (``prompt`` is the run before its final answer; ``numbers`` holds e.g. ``first_wrong_step``).
+See docs/TRAJECTORIES.md.
+
 With ``include_metadata`` each record gets a ``metadata`` object (run_id, ids, times, raw rating),
 kept under one key so trainers that read the columns above ignore it.
 """
@@ -165,7 +173,13 @@ def build_record(
     """One output record of ``task`` in format ``fmt``, or why the task gives none."""
     record: dict[str, Any]
     model = model_response(task, config)
-    if fmt == "sft":
+    chat = trajectory_chat_of(task)
+    if chat is not None:
+        outcome = _trajectory_record(fmt, chat, feedback, model)
+        if isinstance(outcome, SkipReason):
+            return outcome
+        record = outcome
+    elif fmt == "sft":
         messages = prompt_messages(task, config)
         if messages is None:
             return SkipReason.NO_PROMPT
@@ -202,6 +216,59 @@ def build_record(
     if include_metadata:
         record["metadata"] = metadata(task, feedback, project, model)
     return record
+
+
+def trajectory_chat_of(task: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The run of a trajectory task in the tool-calling chat layout (``meta.chat``), else None."""
+    meta = task.get("meta") or {}
+    if not isinstance(meta, Mapping) or meta.get("kind") != "trajectory":
+        return None
+    chat = meta.get("chat")
+    if not isinstance(chat, list) or not all(isinstance(m, Mapping) and "role" in m for m in chat):
+        return None
+    return [dict(m) for m in chat]
+
+
+def _trajectory_record(
+    fmt: Format, chat: list[dict[str, Any]], feedback: Feedback, model: str | None
+) -> dict[str, Any] | SkipReason:
+    """A trajectory's record: the run before its final answer, then the answer each format needs."""
+    final = chat[-1] if chat else None
+    if final is not None and final.get("role") == "assistant" and not final.get("tool_calls"):
+        before = chat[:-1]
+    else:
+        before = chat
+    if not before:
+        return SkipReason.NO_PROMPT
+    if fmt == "sft":
+        if feedback.text is None:
+            return SkipReason.NO_TEXT
+        return {"messages": [*before, {"role": "assistant", "content": feedback.text}]}
+    if fmt == "preference":
+        if feedback.text is None:
+            return SkipReason.NO_TEXT
+        if model is None:
+            return SkipReason.NO_MODEL_RESPONSE
+        if feedback.text.strip() == model.strip():
+            return SkipReason.UNCHANGED
+        return {
+            "prompt": before,
+            "chosen": [{"role": "assistant", "content": feedback.text}],
+            "rejected": [{"role": "assistant", "content": model}],
+        }
+    rating = feedback.rating
+    if rating is None:
+        return SkipReason.NO_RATING
+    response = model if model is not None else feedback.text
+    if response is None:
+        return SkipReason.NO_MODEL_RESPONSE
+    return {
+        "prompt": before,
+        "response": response,
+        "rating": rating.scaled,
+        "choices": dict(feedback.choices),
+        "numbers": dict(feedback.numbers),
+    }
 
 
 def _turn(prompt: str | list[dict[str, str]], text: str) -> str | list[dict[str, str]]:

@@ -28,7 +28,11 @@ PARAGRAPHS_DEFAULT_TEXT_KEY = "text"
 
 _XML_DECLARATION = re.compile(r"^\s*<\?xml\s[^>]*\?>")  # not <?xml-stylesheet ...?>
 _PACKAGE = __name__.rpartition(".")[0]
-_DEFAULT_CONFIG_FILES = {"prompt": "default_prompt.xml", "chat": "default_chat.xml"}
+_DEFAULT_CONFIG_FILES = {
+    "prompt": "default_prompt.xml",
+    "chat": "default_chat.xml",
+    "trajectory": "default_trajectory.xml",
+}
 
 
 class LabelConfigError(ValueError):
@@ -106,17 +110,18 @@ def task_layout(config_xml: str) -> TaskLayout:
     )
 
 
-def default_config(mode: Literal["prompt", "chat"]) -> str:
-    """The old handler's default labeling config of ``mode`` (its documented XML, verbatim)."""
+def default_config(mode: Literal["prompt", "chat", "trajectory"]) -> str:
+    """The old handler's default labeling config of ``mode`` (its documented XML, verbatim), or
+    ours for whole agent runs (``trajectory``, see docs/TRAJECTORIES.md)."""
     return _default_config(mode)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=3)
 def _default_config(mode: str) -> str:
     try:
         name = _DEFAULT_CONFIG_FILES[mode]
     except KeyError:
-        raise ValueError(f"mode must be 'prompt' or 'chat', not {mode!r}") from None
+        raise ValueError(f"mode must be 'prompt', 'chat' or 'trajectory', not {mode!r}") from None
     return files(_PACKAGE).joinpath(name).read_text(encoding="utf-8")
 
 

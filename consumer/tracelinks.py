@@ -18,7 +18,7 @@ from __future__ import annotations
 import string
 from typing import Any
 
-from labelstudio_ingest.schemas import ChatEvent, PromptEvent
+from labelstudio_ingest.schemas import Event
 
 TEMPLATE_FIELDS = ("trace_id", "root_run_id", "langsmith_trace_id", "otel_trace_id", "run_id")
 """The names a trace URL template may use."""
@@ -46,7 +46,7 @@ def check_url_template(template: str) -> str:
 
 
 def trace_columns(
-    event: PromptEvent | ChatEvent, url_template: str | None = None
+    event: Event, url_template: str | None = None
 ) -> tuple[dict[str, str], dict[str, Any] | None]:
     """The ``data`` columns and the ``meta.trace`` of the run's tasks (none without a trace)."""
     trace = event.trace

@@ -30,6 +30,7 @@ from labelstudio_ingest.producer.logs import RateLimitedLog
 from labelstudio_ingest.producer.metrics import DropReason, ProducerStats
 from labelstudio_ingest.producer.sampling import Sampler
 from labelstudio_ingest.producer.traces import TraceRoots, trace_link
+from labelstudio_ingest.producer.trajectory_handler import TrajectoryTap
 from labelstudio_ingest.producer.transport import DEFAULT_FLUSH_TIMEOUT
 from labelstudio_ingest.schemas import (
     DEFAULT_LIMITS,
@@ -102,6 +103,10 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     trace (``traces.py``). ``enabled=False`` (env ``INGEST_PRODUCER_ENABLED=false``) makes the handler
     a no-op that starts and imports nothing (``disabled.py``).
 
+    ``granularity="trace"`` (env ``INGEST_GRANULARITY``; default ``"call"``) publishes one trajectory
+    event per agent run instead of one event per LLM call: the input, every LLM and tool step, the
+    final answer, published when the outermost run the handler saw ends (``trajectory_handler.py``).
+
     A run whose kind differs from ``mode`` (a chat model under ``mode="prompt"``, a text LLM under
     ``mode="chat"``) is published with its real kind, and the handler warns once.
 
@@ -148,6 +153,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         enabled: bool | None = None,
         sample_rate: float | None = None,
         keep_tags: Sequence[str] | None = None,
+        granularity: str | None = None,
         api_key: _Removed = _REMOVED,
         url: _Removed = _REMOVED,
     ) -> None:
@@ -210,6 +216,22 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
             exit_timeout=_or(exit_timeout, transport.DEFAULT_EXIT_TIMEOUT),
             sender=self.sender,
         )
+        self.granularity = env.resolve_granularity(granularity)
+        """``"call"`` (an event per LLM call) or ``"trace"`` (a trajectory event per agent run)."""
+        self._tap = (
+            TrajectoryTap(
+                roots=self._roots,
+                sampler=self._sampler,
+                limits=limits,
+                context=self._context,
+                target_for=self._trajectory_target_for,
+                submit=self._submit,
+                drop=self._drop,
+                max_value_bytes=self.max_value_bytes,
+            )
+            if self.granularity == "trace"
+            else None
+        )
 
     # -- LangChain callbacks ------------------------------------------------------------------------
 
@@ -226,6 +248,17 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Remember a text-completion run's prompts until it ends (unless sampling leaves it out)."""
         try:
+            if self._tap is not None:
+                invocation_params = kwargs.get("invocation_params")
+                self._tap.llm_started(
+                    run_id,
+                    parent_run_id,
+                    inputs=prompts,
+                    tags=tags,
+                    metadata=metadata,
+                    invocation_params=invocation_params,
+                )
+                return
             root = self._roots.root_of(run_id, parent_run_id)
             if not self._sampler.keeps(root, tags, metadata):
                 self._sampled_out[run_id] = SampledOut(
@@ -258,6 +291,17 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         """Remember a chat run's conversations (with real roles) until it ends (unless sampling
         leaves it out)."""
         try:
+            if self._tap is not None:
+                invocation_params = kwargs.get("invocation_params")
+                self._tap.llm_started(
+                    run_id,
+                    parent_run_id,
+                    inputs=messages,
+                    tags=tags,
+                    metadata=metadata,
+                    invocation_params=invocation_params,
+                )
+                return
             root = self._roots.root_of(run_id, parent_run_id)
             if not self._sampler.keeps(root, tags, metadata):
                 self._sampled_out[run_id] = SampledOut(
@@ -317,14 +361,28 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Remember the chain's trace root, for the LLM runs inside it."""
         self._run_started(run_id, parent_run_id)
+        if self._tap is not None:
+            self._in_trace(
+                "on_chain_start",
+                self._tap.run_started,
+                run_id,
+                parent_run_id,
+                inputs=inputs,
+                tags=kwargs.get("tags"),
+                metadata=kwargs.get("metadata"),
+            )
 
     def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
         """Forget the chain."""
         self._roots.ended(run_id)
+        if self._tap is not None:
+            self._in_trace("on_chain_end", self._tap.run_ended, run_id, outputs, None)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Forget the chain."""
         self._roots.ended(run_id)
+        if self._tap is not None:
+            self._in_trace("on_chain_error", self._tap.run_ended, run_id, None, error)
 
     def on_tool_start(
         self,
@@ -337,14 +395,32 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Remember the tool's trace root (a tool may call a model itself)."""
         self._run_started(run_id, parent_run_id)
+        if self._tap is not None:
+            name = kwargs.get("name") or (serialized or {}).get("name")
+            arguments = kwargs.get("inputs") or input_str
+            self._in_trace(
+                "on_tool_start",
+                self._tap.tool_started,
+                run_id,
+                parent_run_id,
+                name=name,
+                arguments=arguments,
+                tool_call_id=kwargs.get("tool_call_id"),
+                tags=kwargs.get("tags"),
+                metadata=kwargs.get("metadata"),
+            )
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Forget the tool."""
         self._roots.ended(run_id)
+        if self._tap is not None:
+            self._in_trace("on_tool_end", self._tap.tool_ended, run_id, output, None)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Forget the tool."""
         self._roots.ended(run_id)
+        if self._tap is not None:
+            self._in_trace("on_tool_error", self._tap.tool_ended, run_id, None, error)
 
     @property
     def ignore_chain(self) -> bool:
@@ -425,6 +501,9 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         self, run_id: UUID, *, response: LLMResult | None, error: BaseException | None, callback: str
     ) -> None:
         try:
+            if self._tap is not None:
+                self._tap.llm_ended(run_id, response, error)
+                return
             start = self._runs.pop(run_id, None)
             sampled_out = self._sampled_out.pop(run_id, None) if start is None else None
             if sampled_out is not None:
@@ -479,6 +558,23 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         record = self._new_record(topic=self.topic, key=run_key(run_id), value=value, headers=_HEADERS)
         return self._transport.submit(record)
 
+    def _submit(self, run_id: UUID, value: bytes) -> bool:
+        record = self._new_record(topic=self.topic, key=run_key(run_id), value=value, headers=_HEADERS)
+        return self._transport.submit(record)
+
+    def _in_trace(self, callback: str, hook: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """A trace-mode hook that never raises into the app."""
+        try:
+            hook(*args, **kwargs)
+        except RedactFailedError as exc:
+            self._drop(DropReason.REDACT_FAILED)
+            self._log.warning(
+                "redact", "Label Studio ingest: redact raised %s; a trajectory is dropped", exc.kind
+            )
+        except Exception:
+            self._drop(DropReason.INVALID)
+            self._callback_failed(callback)
+
     def _run_started(self, run_id: UUID, parent_run_id: UUID | None) -> None:
         try:
             self._roots.started(run_id, parent_run_id)
@@ -528,6 +624,10 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
                 self._targets.clear()
             self._targets[name] = target
         return target
+
+    def _trajectory_target_for(self, started_at: datetime) -> WireObject:
+        """The target of a trajectory: the handler's project, created with the trajectory config."""
+        return {**self._target_for(started_at), "mode": "trajectory"}
 
     def _check_target(self, limits: Limits) -> None:
         """Fail at construction (not per run) on options no event could carry."""

@@ -290,3 +290,23 @@ def resolve_keep_tags(value: Sequence[str] | None) -> frozenset[str]:
         return frozenset(str(tag) for tag in value)
     text = os.environ.get(ENV_SAMPLE_KEEP_TAGS, "")
     return frozenset(tag.strip() for tag in text.split(",") if tag.strip())
+
+
+ENV_GRANULARITY = "INGEST_GRANULARITY"
+GRANULARITIES = ("call", "trace")
+
+
+def resolve_granularity(value: str | None) -> str:
+    """What one event is: ``"call"`` (one per LLM call, the default) or ``"trace"`` (one trajectory
+    per agent run): the argument, else ``INGEST_GRANULARITY``, else ``"call"``.
+
+    Raises:
+        ValueError: for anything else.
+    """
+    text = value if value is not None else os.environ.get(ENV_GRANULARITY, "").strip() or "call"
+    choice = text.strip().lower()
+    if choice not in GRANULARITIES:
+        raise ValueError(
+            f"granularity must be 'call' or 'trace', not {text!r} (argument or {ENV_GRANULARITY})"
+        )
+    return choice

@@ -37,7 +37,11 @@ DEFAULT_TOPIC = "llm.interactions"
 DEFAULT_PROJECT_NAME = "LangChain-%Y-%m-%d"
 """The old handler's default project name; formatted with the run's date by the producer."""
 
-Mode = Literal["prompt", "chat"]
+Mode = Literal["prompt", "chat", "trajectory"]
+"""The default label config of a new project: per call ``prompt``/``chat``, or whole runs ``trajectory``."""
+
+KNOWN_KINDS = frozenset({"prompt", "chat", "trajectory"})
+"""The event kinds this reader understands; another ``kind`` is dead-lettered as ``unsupported_kind``."""
 
 
 def unsupported_version_message(version: object) -> str:
@@ -229,10 +233,80 @@ class ChatEvent(_EventBase):
         return len(self.messages)
 
 
-InteractionEvent = Annotated[PromptEvent | ChatEvent, Field(discriminator="kind")]
-"""Either kind of event; ``kind`` says which."""
+class StepKind(StrEnum):
+    """What one step of a trajectory was."""
 
-INTERACTION_EVENT_ADAPTER: TypeAdapter[PromptEvent | ChatEvent] = TypeAdapter(InteractionEvent)
+    LLM = "llm"
+    TOOL = "tool"
+
+
+class TrajectoryStep(_Model):
+    """One step of an agent run, in the order the steps started: an LLM call or a tool call.
+
+    An LLM step has ``messages`` (what this call was given that the trajectory had not shown yet:
+    the whole input for the first LLM step, after that only what was added since the previous LLM
+    call, e.g. tool results) and ``output`` (the assistant message, with the tool calls it asked for).
+    A tool step has ``name``, ``arguments``, ``tool_call_id`` and a ``result`` or an ``error``.
+    """
+
+    index: NonNegativeInt = Field(
+        description="Position among all the run's steps (gaps where steps were dropped)."
+    )
+    type: StepKind
+    run_id: UUID | None = None
+    name: str | None = Field(default=None, description="Model name (LLM step) or tool name (tool step).")
+    messages: list[Message] = Field(default_factory=list)
+    output: Message | None = None
+    tool_call_id: str | None = None
+    arguments: JsonValue | None = Field(default=None, description="Tool input: an object, or its text.")
+    result: str | None = None
+    error: RunError | None = None
+    token_usage: TokenUsage | None = None
+    started_at: AwareDatetime | None = None
+    ended_at: AwareDatetime | None = None
+    latency_ms: NonNegativeFloat | None = None
+
+
+class TrajectoryTruncation(_Model):
+    """What the producer cut to keep a trajectory inside the contract's limits (see ``limits.py``)."""
+
+    steps_dropped: NonNegativeInt = Field(default=0, description="Steps left out (from the middle).")
+    dropped_from: NonNegativeInt | None = Field(default=None, description="Index of the first step left out.")
+    texts_cut: NonNegativeInt = Field(default=0, description="Texts shortened to max_step_text_chars.")
+    chars_cut: NonNegativeInt = Field(default=0, description="Characters removed from those texts.")
+
+
+class TrajectoryEvent(_EventBase):
+    """A whole agent run (a trace): its input, every LLM and tool step in order, its final output.
+
+    ``run_id`` is the root run of the trace, the unit of exactly-once ingestion. ``token_usage`` is
+    summed over the LLM steps, ``error`` is the root run's. ``generations`` stays empty: the answer is
+    ``output``. ``truncated`` says what was cut to stay within the limits; absent, nothing was.
+    """
+
+    kind: Literal["trajectory"]
+    input: list[Message] = Field(min_length=1, description="The run's input, as messages.")
+    steps: list[TrajectoryStep] = Field(default_factory=list)
+    output: str | None = Field(default=None, description="The final answer (absent when the run failed).")
+    truncated: TrajectoryTruncation | None = None
+
+    @property
+    def inputs_count(self) -> int:
+        return 1
+
+    @model_validator(mode="after")
+    def _generations_match_inputs(self) -> Self:
+        if self.generations:
+            raise ValueError("a trajectory carries its answer in output; generations must be empty")
+        return self
+
+
+InteractionEvent = Annotated[PromptEvent | ChatEvent | TrajectoryEvent, Field(discriminator="kind")]
+"""Any kind of event; ``kind`` says which."""
+
+INTERACTION_EVENT_ADAPTER: TypeAdapter[PromptEvent | ChatEvent | TrajectoryEvent] = TypeAdapter(
+    InteractionEvent
+)
 
 
 def json_schema() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from labelstudio_ingest.schemas.events import ChatEvent, PromptEvent
+    from labelstudio_ingest.schemas.events import ChatEvent, PromptEvent, TrajectoryEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +32,24 @@ class Limits:
     """Size of ``target.project_config`` (a labeling config XML)."""
     max_tags: int = 100
     """Tags on one run."""
+    max_trajectory_steps: int = 200
+    """Steps in one trajectory; the producer drops steps from the middle beyond it (and says so)."""
+    max_step_text_chars: int = 20_000
+    """Characters in any one text of a trajectory (a message, a tool result, a tool's arguments as
+    JSON); the producer cuts longer ones (and says so). Keeps one step of a long run readable."""
 
 
 DEFAULT_LIMITS = Limits()
 
 
-def limit_violations(event: PromptEvent | ChatEvent, limits: Limits = DEFAULT_LIMITS) -> list[str]:
+def limit_violations(
+    event: PromptEvent | ChatEvent | TrajectoryEvent, limits: Limits = DEFAULT_LIMITS
+) -> list[str]:
     """Every limit the event breaks, each as a sentence a person can act on (empty when none)."""
     problems: list[str] = []
     texts: list[tuple[str, str]] = []
+    if event.kind == "trajectory":
+        return _trajectory_violations(event, limits)
     if event.kind == "prompt":
         inputs = len(event.prompts)
         texts.extend((f"prompts[{i}]", p) for i, p in enumerate(event.prompts))
@@ -63,6 +72,41 @@ def limit_violations(event: PromptEvent | ChatEvent, limits: Limits = DEFAULT_LI
     for where, text in texts:
         if len(text) > limits.max_text_chars:
             problems.append(f"{where} has {len(text)} characters; the limit is {limits.max_text_chars}")
+    config = event.target.project_config
+    if config is not None and len(config.encode()) > limits.max_project_config_bytes:
+        problems.append(
+            f"target.project_config has {len(config.encode())} bytes; "
+            f"the limit is {limits.max_project_config_bytes}"
+        )
+    if len(event.tags) > limits.max_tags:
+        problems.append(f"the run has {len(event.tags)} tags; the limit is {limits.max_tags}")
+    return problems
+
+
+def _trajectory_violations(event: TrajectoryEvent, limits: Limits) -> list[str]:
+    problems: list[str] = []
+    if len(event.steps) > limits.max_trajectory_steps:
+        problems.append(
+            f"the trajectory has {len(event.steps)} steps; the limit is {limits.max_trajectory_steps}"
+        )
+    if len(event.input) > limits.max_messages:
+        problems.append(f"input has {len(event.input)} messages; the limit is {limits.max_messages}")
+    texts: list[tuple[str, str]] = [(f"input[{i}].content", m.content) for i, m in enumerate(event.input)]
+    if event.output is not None:
+        texts.append(("output", event.output))
+    for i, step in enumerate(event.steps):
+        if len(step.messages) > limits.max_messages:
+            problems.append(
+                f"steps[{i}] has {len(step.messages)} messages; the limit is {limits.max_messages}"
+            )
+        texts.extend((f"steps[{i}].messages[{j}].content", m.content) for j, m in enumerate(step.messages))
+        if step.output is not None:
+            texts.append((f"steps[{i}].output.content", step.output.content))
+        if step.result is not None:
+            texts.append((f"steps[{i}].result", step.result))
+    for where, text in texts:
+        if len(text) > limits.max_step_text_chars:
+            problems.append(f"{where} has {len(text)} characters; the limit is {limits.max_step_text_chars}")
     config = event.target.project_config
     if config is not None and len(config.encode()) > limits.max_project_config_bytes:
         problems.append(

@@ -20,15 +20,17 @@ from pydantic import ValidationError
 from labelstudio_ingest.schemas._compat import StrEnum
 from labelstudio_ingest.schemas.events import (
     INTERACTION_EVENT_ADAPTER,
+    KNOWN_KINDS,
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     ChatEvent,
     PromptEvent,
+    TrajectoryEvent,
     unsupported_version_message,
 )
 from labelstudio_ingest.schemas.limits import DEFAULT_LIMITS, Limits, limit_violations
 
-Event = PromptEvent | ChatEvent
+Event = PromptEvent | ChatEvent | TrajectoryEvent
 
 CONTENT_TYPE = "application/json"
 HEADER_CONTENT_TYPE = "content-type"
@@ -57,6 +59,7 @@ class DecodeErrorReason(StrEnum):
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
     UNSUPPORTED_VERSION = "unsupported_schema_version"
+    UNSUPPORTED_KIND = "unsupported_kind"
     INVALID = "invalid"
 
 
@@ -151,6 +154,9 @@ def decode(data: bytes | bytearray | memoryview | None, limits: Limits = DEFAULT
         and version not in SUPPORTED_SCHEMA_VERSIONS
     ):
         raise EventDecodeError(DecodeErrorReason.UNSUPPORTED_VERSION, unsupported_version_message(version))
+    kind = obj.get("kind")
+    if isinstance(kind, str) and kind not in KNOWN_KINDS:
+        raise EventDecodeError(DecodeErrorReason.UNSUPPORTED_KIND, unsupported_kind_message(kind))
     try:
         event = INTERACTION_EVENT_ADAPTER.validate_python(obj)
     except ValidationError as exc:
@@ -212,6 +218,14 @@ def replace_nul(value: Any) -> tuple[Any, int]:
             total += count
         return items, total
     return value, 0
+
+
+def unsupported_kind_message(kind: str) -> str:
+    """The one wording for an event of a kind this reader does not know (a newer producer's)."""
+    return (
+        f"unsupported kind {_short(kind)}; this reader understands {sorted(KNOWN_KINDS)} "
+        "(upgrade the consumer to read newer kinds)"
+    )
 
 
 def strict_json(raw: bytes) -> Any:
@@ -292,8 +306,8 @@ def _describe(error: Any) -> str:
     if error["type"] in {"union_tag_not_found", "union_tag_invalid"}:
         given = error["input"].get("kind") if isinstance(error["input"], dict) else None
         got = f" (got {_short(given)})" if given is not None else " (it is missing)"
-        return f"kind: must be 'prompt' or 'chat'{got}"
-    if loc and loc[0] in {"prompt", "chat"}:
+        return f"kind: must be one of {sorted(KNOWN_KINDS)}{got}"
+    if loc and loc[0] in KNOWN_KINDS:
         loc = loc[1:]  # the discriminated-union tag, not a field
     path = _path(loc) or "event"
     message: str = error["msg"].removeprefix("Value error, ")

@@ -16,7 +16,7 @@ from labelstudio_ingest.consumer.errors import Rebalanced
 from labelstudio_ingest.consumer.labelconfig import LabelConfigError, task_layout
 from labelstudio_ingest.consumer.outbox import OutRecord
 from labelstudio_ingest.consumer.projects import Project, UnknownProjectError
-from labelstudio_ingest.schemas import PromptEvent, Target, encode, event_headers, event_key
+from labelstudio_ingest.schemas import Event, PromptEvent, Target, encode, event_headers, event_key
 
 CONFIG = '<View><Text name="prompt" value="$prompt"/><TextArea name="response" toName="prompt"/></View>'
 LAYOUT = task_layout(CONFIG)
@@ -49,11 +49,11 @@ class Record:
     timestamp: int = 0
 
 
-def records_of(*values: PromptEvent | bytes, partition: int = 0, start: int = 0) -> list[Record]:
-    """Consumer records for events (encoded like the producer does) or raw values."""
+def records_of(*values: Event | bytes, partition: int = 0, start: int = 0) -> list[Record]:
+    """Consumer records for events (encoded and keyed like the producer does) or raw values."""
     out = []
     for i, value in enumerate(values):
-        if isinstance(value, PromptEvent):
+        if not isinstance(value, bytes):
             out.append(
                 Record(encode(value), event_key(value), partition, start + i, headers=event_headers(value))
             )

@@ -180,7 +180,10 @@ def test_messages_say_what_to_fix() -> None:
 def test_missing_kind_is_explained() -> None:
     obj = _valid_dict()
     del obj["kind"]
-    with pytest.raises(EventDecodeError, match="kind: must be 'prompt' or 'chat' \\(it is missing\\)"):
+    with pytest.raises(
+        EventDecodeError,
+        match="kind: must be one of \\['chat', 'prompt', 'trajectory'\\] \\(it is missing\\)",
+    ):
         decode(json.dumps(obj).encode())
 
 
