@@ -12,7 +12,7 @@ Scenarios, in one run:
 - ``handler, broker stopped mid-run``: the broker this bench started is stopped after warm-up;
 
 each for both places kafka-python can run (``--senders``): ``[process]``, a sender process fed
-through a pipe (the default), and ``[thread]``, a sender thread in the app's process;
+through a socket (opt-in), and ``[thread]``, a sender thread in the app's process (the default);
 - ``old handler``: ``langchain_community``'s ``LabelStudioCallbackHandler`` against a local Label Studio
   (when ``langchain_community`` is installed and a Label Studio is given or can be started).
 
