@@ -1,6 +1,6 @@
 """A proxy in front of the real Label Studio that fails, delays or holds chosen requests.
 
-The relay is the one of ``HoldingProxy`` (tests/integration/test_uncertain_wait.py), driven by a
+The relay is the one of ``HoldingProxy`` (tests/integration/ls_proxy.py), driven by a
 script: each :class:`Act` applies once, to the first request it matches that no earlier act took;
 requests no act takes pass through. A held request is forwarded — whether or not its client is
 still alive, as a server does — once a task lookup (``GET /api/tasks``) has been answered while it
@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tests.integration.test_uncertain_wait import HOP_BY_HOP
+from tests.integration.ls_proxy import HOP_BY_HOP
 
 Match = Callable[[str, str], bool]
 """(method, path) → whether an act applies to the request."""
