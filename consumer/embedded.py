@@ -454,6 +454,8 @@ class Postgres:
 
     data_dir: Path
     process: ServerProcess = field(repr=False)
+    bin_dir: Path = field(repr=False)
+    """The wheel's PostgreSQL programs (``postgres``, ``psql``, ...)."""
 
     def is_ready(self) -> bool:
         """True once the server accepts connections (the status line of ``postmaster.pid``)."""
@@ -471,6 +473,21 @@ class Postgres:
     def stop(self) -> None:
         """Stop the server (its clients are disconnected). Idempotent."""
         self.process.stop()
+
+    def psql(self, sql: str) -> str:
+        """Run ``sql`` in the ``postgres`` database as its superuser; the unaligned rows it prints.
+
+        For tests that need the database itself (e.g. to make one transaction slow); raises
+        ``StackError`` with psql's message when a statement fails.
+        """
+        argv = [
+            str(self.bin_dir / "psql"), "-h", str(self.data_dir), "-p", str(POSTGRES_SOCKET_PORT),
+            "-U", "postgres", "-d", "postgres", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise StackError(f"psql failed: {done.stderr.strip()}")
+        return done.stdout
 
     def label_studio_env(self) -> dict[str, str]:
         """The variables that point Label Studio's Django at this server's ``postgres`` database."""
@@ -525,7 +542,7 @@ def postgres(data_dir: Path) -> Postgres:
     ]  # fmt: skip
     env = {k: v for k in ("PATH", "LANG", "TZ") if (v := os.environ.get(k)) is not None}
     log = data_dir.parent / f"{data_dir.name}.log"
-    return Postgres(data_dir, ServerProcess("postgres", argv, log, env, user=user))
+    return Postgres(data_dir, ServerProcess("postgres", argv, log, env, user=user), POSTGRES_BIN_PATH)
 
 
 # ---------------------------------------------------------------------------------------- Label Studio
