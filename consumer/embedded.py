@@ -654,10 +654,11 @@ def start_label_studio(
     db = postgres(data_dir / "postgres") if database == "postgresql" else None
     if db is not None:
         env.update(db.label_studio_env())
+    # `--option=value`: a random password may start with "-", which argparse would take for an option.
     argv = [
         executable, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--username", username, "--password", password,
-        "--user-token", api_key, "--enable-legacy-api-token",
+        "--data-dir", str(data_dir), f"--username={username}", f"--password={password}",
+        f"--user-token={api_key}", "--enable-legacy-api-token",
     ]  # fmt: skip
     log = data_dir.parent / f"{data_dir.name}.log"
     server = LabelStudio(
