@@ -18,10 +18,10 @@ end to end against real servers (docs/RELIABILITY.md):
 It prints the figures (events, duplicates, kills, outages, rebalances, duplicates skipped, time to
 recover after each fault, wall time), ``--json FILE`` writes them, and it exits 1 with a diff when
 an invariant fails. Servers: see ``bench/consumer_servers.py`` (running ones via the environment,
-else a tansu broker and a Label Studio started here). ``tests/integration/test_fault_run.py`` runs
-the same code at a small scale::
+else a tansu broker and a Label Studio started here, on PostgreSQL unless ``--label-studio-db sqlite``).
+``tests/integration/test_fault_run.py`` runs the same code at a small scale::
 
-    python -m bench.fault_run [--events 4000] [--seed 7] [--json out.json]
+    python -m bench.fault_run [--events 4000] [--seed 7] [--json out.json] [--label-studio-db sqlite]
 """
 
 from __future__ import annotations
@@ -904,6 +904,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument(
         "--keep-logs", type=Path, help="directory for the replicas' logs (default: temporary)"
     )
+    parser.add_argument(
+        "--label-studio-db",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="database of the Label Studio started here (default: postgresql, as in production)",
+    )
     args = parser.parse_args(argv)
     config = Config(**{k: getattr(args, k) for k in asdict(defaults)})
     return config, args
@@ -920,7 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = args.keep_logs
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lsi-faults-")))
-        srv = stack.enter_context(servers())
+        srv = stack.enter_context(servers(args.label_studio_db))
         result = run(config, srv, workdir)
     report(result)
     if args.json:

@@ -181,6 +181,7 @@ class ConsumerApp:
             allow_create=s.allow_create_projects,
             allowlist=s.allowlist,
             cache_ttl_s=s.project_cache_ttl_s,
+            settle_s=s.project_settle_s,
             on_created=self._project_created,
             creation=s.creation_policy,
         )

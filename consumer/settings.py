@@ -227,6 +227,14 @@ class Settings(KafkaConnection):
     project_cache_ttl_s: float = _setting(
         "INGEST_PROJECT_CACHE_TTL_S", 300.0, "How long a resolved project (and its config) is cached.", ge=0
     )
+    project_settle_s: float = _setting(
+        "INGEST_PROJECT_SETTLE_S",
+        1.0,
+        "Wait before the listing that decides which project a title names (above the longest project "
+        "creation in Label Studio's database; 0 is exact on SQLite only). See docs/ROUTING.md.",
+        ge=0,
+        le=60,
+    )
     backoff_initial_s: float = _setting(
         "INGEST_BACKOFF_INITIAL_S", 0.5, "First wait after Label Studio fails (doubles each time).", gt=0
     )

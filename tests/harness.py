@@ -3,8 +3,9 @@
 The servers come from :mod:`labelstudio_ingest.consumer.embedded`, the launcher ``make demo`` uses too:
 both bind 127.0.0.1 on free ports, run in their own process group with output in a log file, and are
 stopped (and their temporary directories removed) when the session ends, also after a failure or
-Ctrl-C. ``KAFKA_BOOTSTRAP_SERVERS`` or ``LABEL_STUDIO_URL`` + ``LABEL_STUDIO_API_KEY`` point the tests
-at servers that are already running instead.
+Ctrl-C. Label Studio runs on PostgreSQL as in production (``LSI_TEST_LABEL_STUDIO_DB=sqlite``: on
+SQLite, which starts quicker). ``KAFKA_BOOTSTRAP_SERVERS`` or ``LABEL_STUDIO_URL`` +
+``LABEL_STUDIO_API_KEY`` point the tests at servers that are already running instead.
 """
 
 from __future__ import annotations
@@ -130,9 +131,25 @@ class LabelStudioServer(embedded.LabelStudio):
         return self.process
 
 
+LABEL_STUDIO_DB_ENV: Final = "LSI_TEST_LABEL_STUDIO_DB"
+"""Database of the started Label Studio: ``postgresql`` (default, as in production) or ``sqlite``."""
+
+
+def label_studio_database() -> embedded.Database:
+    """The database of the Label Studio the harness starts, from ``$LSI_TEST_LABEL_STUDIO_DB``."""
+    value = os.environ.get(LABEL_STUDIO_DB_ENV, "postgresql").strip().lower() or "postgresql"
+    if value not in ("postgresql", "sqlite"):
+        pytest.fail(f"{LABEL_STUDIO_DB_ENV} must be postgresql or sqlite, not {value!r}", pytrace=False)
+    return "sqlite" if value == "sqlite" else "postgresql"
+
+
 @pytest.fixture(scope="session")
 def label_studio(server_tmp_dir: Path) -> Iterator[LabelStudioServer]:
-    """A Label Studio: ``$LABEL_STUDIO_URL`` + ``$LABEL_STUDIO_API_KEY``, or one started from its own venv."""
+    """A Label Studio: ``$LABEL_STUDIO_URL`` + ``$LABEL_STUDIO_API_KEY``, or one started from its own venv.
+
+    The one started here runs on PostgreSQL (a server of its own, up for the whole session, also while
+    a test stops Label Studio), or on SQLite with ``LSI_TEST_LABEL_STUDIO_DB=sqlite``.
+    """
     url, api_key = os.environ.get("LABEL_STUDIO_URL"), os.environ.get("LABEL_STUDIO_API_KEY")
     if url and api_key:
         yield LabelStudioServer(url.rstrip("/"), api_key, username="", password="")
@@ -144,14 +161,16 @@ def label_studio(server_tmp_dir: Path) -> Iterator[LabelStudioServer]:
             "or point LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY at a running server.",
             pytrace=False,
         )
-    started = embedded.start_label_studio(server_tmp_dir / "label-studio", executable=executable)
+    started = embedded.start_label_studio(
+        server_tmp_dir / "label-studio", executable=executable, database=label_studio_database()
+    )
     server = LabelStudioServer(
-        started.url, started.api_key, started.username, started.password, started.process
+        started.url, started.api_key, started.username, started.password, started.process, started.database
     )
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(autouse=True)

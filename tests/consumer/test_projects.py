@@ -268,6 +268,32 @@ def test_a_create_that_failed_after_storing_is_found_on_retry(
     assert _ids_titled(ls_client, title) == stored
 
 
+def test_a_duplicate_that_received_tasks_after_the_listing_is_not_deleted(
+    ls_client: LabelStudio, label_studio: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica imported into the higher-id copy between our listing and our cleanup: keep it."""
+    title = _title()
+    config = default_config("prompt")
+    lower, higher = (
+        ls_client.projects.create(title=title, label_config=config, description=f"{CREATED_BY} ({side})")
+        for side in ("winner", "late")
+    )
+    importer = _new_client(label_studio)
+    real_list: Callable[..., Any] = ls_client.projects.list
+
+    def list_then_a_replica_imports(**kwargs: Any) -> list[Any]:
+        listing = list(real_list(**kwargs))  # counts as of now: both copies empty
+        task = {"data": {"prompt": "hi", "run_id": str(uuid.uuid4()), "prompt_index": 0}}
+        importer.projects.import_tasks(id=higher.id, request=[task])
+        return listing
+
+    monkeypatch.setattr(ls_client.projects, "list", list_then_a_replica_imports)
+    assert ProjectResolver(ls_client).resolve(Target(project_name=title)).id == lower.id
+    monkeypatch.undo()
+    assert _ids_titled(ls_client, title) == [lower.id, higher.id]
+    assert ls_client.projects.get(id=higher.id).task_number == 1
+
+
 @pytest.mark.parametrize("round_", range(RACE_ROUNDS))
 def test_racing_replicas_end_with_exactly_one_project(label_studio: Any, round_: int) -> None:
     title = _title()
