@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
+from urllib.parse import quote
 
 import httpx
 from label_studio_sdk import LabelStudio
@@ -36,8 +37,10 @@ from labelstudio_ingest.consumer.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-LOOKUP_CHUNK = 50
-"""run_ids per task-list query (they travel in the URL)."""
+LOOKUP_QUERY_BYTES = 3_000
+"""Most bytes of one run_id lookup's URL-encoded ``query`` parameter. The query travels in the URL,
+and servers in front of Label Studio cap the request line (gunicorn: 4094 bytes, nginx: 8 KiB); a
+longer one is answered 414 every time, which would look like an outage and stall the batch."""
 LOOKUP_PAGE_SIZE = 500
 
 K = TypeVar("K")
@@ -257,34 +260,19 @@ class LabelStudioSink:
     def existing(self, project_id: int, run_ids: Collection[str]) -> dict[str, list[int]]:
         """The ids of the tasks each of ``run_ids`` already has in the project (absent: none).
 
-        Uses the data manager's ``filter:tasks:data.run_id`` filter, ``LOOKUP_CHUNK`` run_ids a query.
+        Uses the data manager's ``filter:tasks:data.run_id`` filter, as many run_ids a query as fit in
+        ``LOOKUP_QUERY_BYTES`` (:func:`lookup_queries`).
 
         Raises:
             LabelStudioUnavailable: the lookup failed (any error: an unanswered question is not "no").
             ProjectGone: the project does not exist.
         """
         found: dict[str, list[int]] = {}
-        wanted = sorted(set(run_ids))
-        for start in range(0, len(wanted), LOOKUP_CHUNK):
-            chunk = wanted[start : start + LOOKUP_CHUNK]
-            query = {
-                "filters": {
-                    "conjunction": "or",
-                    "items": [
-                        {
-                            "filter": "filter:tasks:data.run_id",
-                            "operator": "equal",
-                            "type": "String",
-                            "value": r,
-                        }
-                        for r in chunk
-                    ],
-                }
-            }
+        for chunk, query in lookup_queries(sorted(set(run_ids))):
             try:
                 pager: Iterable[Any] = self._client.tasks.list(
                     project=project_id,
-                    query=json.dumps(query),
+                    query=query,
                     fields="task_only",
                     page_size=LOOKUP_PAGE_SIZE,
                     request_options=self._options(),
@@ -311,4 +299,30 @@ class LabelStudioSink:
         return response.status_code == httpx.codes.OK
 
 
-__all__ = ["LOOKUP_CHUNK", "ImportReport", "LabelStudioSink", "Unit", "requests_of"]
+def lookup_queries(run_ids: Sequence[str], max_bytes: int = LOOKUP_QUERY_BYTES) -> list[tuple[set[str], str]]:
+    """``run_ids`` split into data-manager queries (JSON text), each within ``max_bytes`` URL-encoded.
+
+    Each query asks for tasks whose ``data.run_id`` equals any of its run_ids; a run_id that does
+    not fit alone still gets a query of its own.
+    """
+    out: list[tuple[set[str], str]] = []
+    chunk: list[str] = []
+
+    def text(ids: list[str]) -> str:
+        items = [
+            {"filter": "filter:tasks:data.run_id", "operator": "equal", "type": "String", "value": r}
+            for r in ids
+        ]
+        return json.dumps({"filters": {"conjunction": "or", "items": items}})
+
+    for run_id in run_ids:
+        if chunk and len(quote(text([*chunk, run_id]), safe="")) > max_bytes:
+            out.append((set(chunk), text(chunk)))
+            chunk = []
+        chunk.append(run_id)
+    if chunk:
+        out.append((set(chunk), text(chunk)))
+    return out
+
+
+__all__ = ["LOOKUP_QUERY_BYTES", "ImportReport", "LabelStudioSink", "Unit", "lookup_queries", "requests_of"]

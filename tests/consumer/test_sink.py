@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from label_studio_sdk import LabelStudio
 
 from labelstudio_ingest.consumer.errors import LabelStudioUnavailable, ProjectGone
 from labelstudio_ingest.consumer.metrics import Metrics
-from labelstudio_ingest.consumer.sink import LOOKUP_CHUNK, ImportReport, LabelStudioSink, Unit
+from labelstudio_ingest.consumer.sink import (
+    LOOKUP_QUERY_BYTES,
+    ImportReport,
+    LabelStudioSink,
+    Unit,
+    lookup_queries,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -80,8 +88,19 @@ def test_a_rejected_unit_is_isolated_and_the_others_imported(
     assert stored == sorted(good)
 
 
+def test_lookups_fit_in_a_request_line_that_gunicorn_and_nginx_accept() -> None:
+    run_ids = [str(uuid.uuid4()) for _ in range(500)]
+    queries = lookup_queries(run_ids)
+    assert all(len(quote(query, safe="")) <= LOOKUP_QUERY_BYTES for _, query in queries)
+    assert LOOKUP_QUERY_BYTES + 500 < 4094  # gunicorn's limit, with room for the path and other parameters
+    assert sorted(r for chunk, _ in queries for r in chunk) == sorted(run_ids)
+    for chunk, query in queries:
+        assert {item["value"] for item in json.loads(query)["filters"]["items"]} == chunk
+
+
 def test_existing_finds_run_ids_across_lookup_chunks(sink: LabelStudioSink, project_id: int) -> None:
-    present = [str(uuid.uuid4()) for _ in range(LOOKUP_CHUNK + 10)]
+    present = [str(uuid.uuid4()) for _ in range(60)]
+    assert len(lookup_queries(present)) > 2
     absent = [str(uuid.uuid4()) for _ in range(5)]
     report: ImportReport[str] = ImportReport()
     sink.import_units(project_id, [Unit(r, [task(r)]) for r in present], report, lambda done: None)
