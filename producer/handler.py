@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -248,32 +248,7 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Remember a text-completion run's prompts until it ends (unless sampling leaves it out)."""
         try:
-            if self._tap is not None:
-                invocation_params = kwargs.get("invocation_params")
-                self._tap.llm_started(
-                    run_id,
-                    parent_run_id,
-                    inputs=prompts,
-                    tags=tags,
-                    metadata=metadata,
-                    invocation_params=invocation_params,
-                )
-                return
-            root = self._roots.root_of(run_id, parent_run_id)
-            if not self._sampler.keeps(root, tags, metadata):
-                self._sampled_out[run_id] = SampledOut(
-                    "prompt", prompts, parent_run_id, tags, metadata, kwargs.get("invocation_params"), root
-                )
-                return
-            self._check_mode("prompt")
-            self._runs[run_id] = start_prompt_run(
-                prompts,
-                parent_run_id=parent_run_id,
-                tags=tags,
-                metadata=metadata,
-                invocation_params=kwargs.get("invocation_params"),
-                trace=trace_link(root),
-            )
+            self._started("prompt", prompts, run_id, parent_run_id, tags, metadata, kwargs)
         except Exception:
             self._callback_failed("on_llm_start")
 
@@ -291,34 +266,48 @@ class LabelStudioCallbackHandler(BaseCallbackHandler):
         """Remember a chat run's conversations (with real roles) until it ends (unless sampling
         leaves it out)."""
         try:
-            if self._tap is not None:
-                invocation_params = kwargs.get("invocation_params")
-                self._tap.llm_started(
-                    run_id,
-                    parent_run_id,
-                    inputs=messages,
-                    tags=tags,
-                    metadata=metadata,
-                    invocation_params=invocation_params,
-                )
-                return
-            root = self._roots.root_of(run_id, parent_run_id)
-            if not self._sampler.keeps(root, tags, metadata):
-                self._sampled_out[run_id] = SampledOut(
-                    "chat", messages, parent_run_id, tags, metadata, kwargs.get("invocation_params"), root
-                )
-                return
-            self._check_mode("chat")
-            self._runs[run_id] = start_chat_run(
-                messages,
-                parent_run_id=parent_run_id,
-                tags=tags,
-                metadata=metadata,
-                invocation_params=kwargs.get("invocation_params"),
-                trace=trace_link(root),
-            )
+            self._started("chat", messages, run_id, parent_run_id, tags, metadata, kwargs)
         except Exception:
             self._callback_failed("on_chat_model_start")
+
+    def _started(  # noqa: PLR0917 (the callbacks' arguments, passed on)
+        self,
+        kind: Literal["prompt", "chat"],
+        inputs: list[str] | list[list[BaseMessage]],
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        tags: list[str] | None,
+        metadata: dict[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """The start of an LLM run: to the trajectory tap, left out by sampling, or remembered."""
+        invocation_params = kwargs.get("invocation_params")
+        if self._tap is not None:
+            self._tap.llm_started(
+                run_id,
+                parent_run_id,
+                inputs=inputs,
+                tags=tags,
+                metadata=metadata,
+                invocation_params=invocation_params,
+            )
+            return
+        root = self._roots.root_of(run_id, parent_run_id)
+        if not self._sampler.keeps(root, tags, metadata):
+            self._sampled_out[run_id] = SampledOut(
+                kind, inputs, parent_run_id, tags, metadata, invocation_params, root
+            )
+            return
+        self._check_mode(kind)
+        start = start_prompt_run if kind == "prompt" else start_chat_run
+        self._runs[run_id] = start(
+            inputs,  # type: ignore[arg-type]  # prompts for "prompt", conversations for "chat"
+            parent_run_id=parent_run_id,
+            tags=tags,
+            metadata=metadata,
+            invocation_params=invocation_params,
+            trace=trace_link(root),
+        )
 
     def on_llm_end(
         self,
