@@ -13,12 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
-import httpx
-
-from tests.integration.ls_proxy import HOP_BY_HOP
+from tests.integration.ls_proxy import Relay
 
 Match = Callable[[str, str], bool]
 """(method, path) → whether an act applies to the request."""
@@ -54,49 +51,21 @@ class Act:
     """``time.monotonic()`` when the request arrived."""
 
 
-class ScriptedProxy:
+class ScriptedProxy(Relay):
     """A plain HTTP proxy to ``upstream`` that plays ``acts`` (see the module docstring)."""
 
     def __init__(self, upstream: str, acts: list[Act]) -> None:
-        self.upstream = upstream.rstrip("/")
+        super().__init__(upstream)
         self.acts = acts
         self._taken: set[int] = set()
         self.lookups_at: list[float] = []
         """``time.monotonic()`` of every task lookup's arrival."""
         self._lock = threading.Lock()
-        self._client = httpx.Client(timeout=120)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> ScriptedProxy:
-        self._thread.start()
-        return self
 
     def close(self) -> None:
         for act in self.acts:
             act.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self._client.close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                proxy.forward(self)
-
-            do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
-
-        return Handler
+        super().close()
 
     def _take(self, method: str, path: str) -> Act | None:
         with self._lock:
@@ -106,8 +75,7 @@ class ScriptedProxy:
                     return act
         return None
 
-    def forward(self, handler: BaseHTTPRequestHandler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    def forward(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         if is_task_lookup(handler.command, handler.path):
             self.lookups_at.append(time.monotonic())
         act = self._take(handler.command, handler.path)
@@ -117,20 +85,17 @@ class ScriptedProxy:
             if act.delay_s:
                 time.sleep(act.delay_s)
             if act.status is not None:
-                self._answer(handler, act.status, {}, b'{"detail": "injected by the test proxy"}')
+                content = b'{"detail": "injected by the test proxy"}'
+                self.answer(handler, act.status, content, {"Content-Type": "application/json"})
                 return
             if act.hold_s:
                 act.release.wait(act.hold_s)
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
-        try:
-            response = self._client.request(
-                handler.command, self.upstream + handler.path, headers=headers, content=body
-            )
-        except httpx.HTTPError:  # the proxy is closing at the end of the test
+        response = self.upstream_response(handler, body)
+        if response is None:  # the proxy is closing at the end of the test
             return
         if act is not None:
             act.forwarded.set()
-        self._answer(handler, response.status_code, dict(response.headers), response.content)
+        self.answer_with(handler, response)
         if is_task_lookup(handler.command, handler.path):
             self._lookup_answered()
 
@@ -141,20 +106,3 @@ class ScriptedProxy:
                     act.lookups_while_holding += 1
                     if act.release_on_lookup:
                         act.release.set()
-
-    @staticmethod
-    def _answer(
-        handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], content: bytes
-    ) -> None:
-        try:
-            handler.send_response(status)
-            for key, value in headers.items():
-                if key.lower() not in HOP_BY_HOP:
-                    handler.send_header(key, value)
-            if "content-type" not in {k.lower() for k in headers}:
-                handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(content)))
-            handler.end_headers()
-            handler.wfile.write(content)
-        except OSError:  # the client was killed while its request was held
-            pass

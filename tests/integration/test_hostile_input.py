@@ -6,13 +6,10 @@ same batches still arrive.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from labelstudio_ingest.consumer import deadletter as dl
@@ -20,6 +17,7 @@ from labelstudio_ingest.consumer.cli import main
 from labelstudio_ingest.consumer.labelconfig import default_config
 from labelstudio_ingest.schemas import Target
 from tests.consumer.runner import Rig, eventually, project_titled, prompt_event, read_topic, run_ids_of
+from tests.integration.ls_proxy import Relay
 from tests.label_configs import STYLED_CUSTOM_CONFIG, label_studio_template
 
 pytestmark = pytest.mark.integration
@@ -148,54 +146,16 @@ def test_allowlist_turns_other_targets_into_dead_letters(rig: Rig) -> None:
             rig.ls_client.projects.delete(id=project.id)
 
 
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
-)
-
-
-class CountingProxy:
+class CountingProxy(Relay):
     """A plain HTTP proxy to Label Studio that records every request's method and path with query."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
+        super().__init__(upstream)
         self.requests: list[tuple[str, str]] = []
-        self._client = httpx.Client(timeout=120)
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                proxy.forward(self)
-
-            do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def forward(self, handler: BaseHTTPRequestHandler) -> None:
-        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    def forward(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         self.requests.append((handler.command, handler.path))
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
-        try:
-            response = self._client.request(
-                handler.command, self.upstream + handler.path, headers=headers, content=body
-            )
-        except httpx.HTTPError:
-            return
-        handler.send_response(response.status_code)
-        for key, value in response.headers.items():
-            if key.lower() not in HOP_BY_HOP:
-                handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(response.content)))
-        handler.end_headers()
-        handler.wfile.write(response.content)
+        super().forward(handler, body)
 
     def project_listings(self) -> list[dict[str, list[str]]]:
         """The queries of ``GET /api/projects/`` requests."""
@@ -204,11 +164,6 @@ class CountingProxy:
             for method, path in list(self.requests)
             if method == "GET" and urlsplit(path).path == "/api/projects/"
         ]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._client.close()
 
 
 def test_creation_patterns_and_the_hourly_cap_make_replayable_dead_letters_cheaply(
@@ -219,7 +174,7 @@ def test_creation_patterns_and_the_hourly_cap_make_replayable_dead_letters_cheap
     creatable = [prompt_event(target=first), prompt_event(target=second)]
     flood = [prompt_event(target=Target(project_name=_title("flood"))) for _ in range(60)]
     rig.publisher.events(rig.topic, [*creatable, *flood])
-    proxy = CountingProxy(rig.label_studio.url)
+    proxy = CountingProxy(rig.label_studio.url).start()
     consumer = rig.consumer(
         LABEL_STUDIO_URL=proxy.url,
         INGEST_CREATE_PROJECT_NAMES=f"{prefix}-*",
