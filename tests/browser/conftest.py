@@ -167,13 +167,15 @@ def imported(
     return found
 
 
-def export_records(label_studio: LabelStudioServer, project_id: int, out: Path) -> list[dict[str, Any]]:
-    """``labelstudio-ingest export --format reward --include-metadata`` of the project, as records."""
+def export_records(
+    label_studio: LabelStudioServer, project_id: int, out: Path, fmt: str = "reward"
+) -> list[dict[str, Any]]:
+    """``labelstudio-ingest export --format <fmt> --include-metadata`` of the project, as records."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "LABEL_STUDIO_"))}
     env.update(LABEL_STUDIO_URL=label_studio.url, LABEL_STUDIO_API_KEY=label_studio.api_key)
     argv = [
         sys.executable, "-m", "labelstudio_ingest.consumer.cli", "export", "--project", str(project_id),
-        "--format", "reward", "--include-metadata", "--quiet", "--out", str(out),
+        "--format", fmt, "--include-metadata", "--quiet", "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

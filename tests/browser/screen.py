@@ -53,6 +53,9 @@ NO_TASK_LEFT: Final = re.compile(r"/api/dm/actions\?(.*&)?id=next_task(&|$)")
 EDITOR: Final = ".lsf-main-view"
 """The labeling area: the task's input and the controls."""
 
+PHRASE: Final = "[class*=phrase--]"
+"""One turn of a Paragraphs dialogue: its speaker and its text (CSS-module class ``phrase--<hash>``)."""
+
 RESPONSE: Final = f"{EDITOR} [data-testid=textarea-control]"
 """The response TextArea (the first one when a config has several)."""
 
@@ -132,6 +135,22 @@ class Reviewer:
     def expect_visible(self, text: str) -> None:
         """``text`` is on screen in the editor (not only in the data manager's table)."""
         expect(self.page.locator(EDITOR).get_by_text(text, exact=False).first).to_be_visible()
+
+    def expect_turn(self, speaker: str, text: str) -> None:
+        """A dialogue turn (Paragraphs) on screen: its speaker ``speaker``, its text holding ``text``."""
+        turn = self.page.locator(f"{EDITOR} {PHRASE}").filter(has_text=speaker).filter(has_text=text)
+        expect(turn.first).to_be_visible()
+
+    def choose(self, choice: str) -> None:
+        """Tick the choice ``choice`` (of any Choices; its label also holds a hotkey hint)."""
+        self.page.locator(f'{EDITOR} .lsf-choice input[name="{choice}"]').check()
+
+    def enter_number(self, value: int, which: int = 0) -> None:
+        """Type ``value`` into the ``which``-th Number field."""
+        field_ = self.page.locator(f"{EDITOR} input[type=number]").nth(which)
+        field_.fill(str(value))
+        field_.press("Enter")
+        expect(field_).to_have_value(str(value))
 
     def response_texts(self) -> list[str]:
         """The texts the response box holds (one per generation), as the reviewer sees them."""
