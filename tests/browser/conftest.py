@@ -56,9 +56,13 @@ def docs_shots() -> Path | None:
     return Path(chosen) if chosen else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Debian's chromium, headless, driven by Playwright (no browser download, ever)."""
+    """Debian's chromium, headless, driven by Playwright (no browser download, ever).
+
+    Package-scoped: Playwright's sync API keeps an event loop running on the main thread while it
+    is open, so it must be closed before the rest of the suite calls ``asyncio.run``.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make tools` (installs Debian's chromium)", pytrace=False)
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only the browser tests need it
@@ -73,7 +77,7 @@ def browser() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def reviewer(
     browser: Any, label_studio: LabelStudioServer, shots_dir: Path, docs_shots: Path | None
 ) -> Iterator[Reviewer]:
