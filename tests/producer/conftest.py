@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,21 @@ def make_handler(sender: str) -> Iterator[Callable[..., LabelStudioCallbackHandl
         if "producer" not in kwargs:
             kwargs.setdefault("sender", sender)
         handler = LabelStudioCallbackHandler(**kwargs)  # type: ignore[arg-type]
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.close(0)
+
+
+@pytest.fixture
+def handlers() -> Iterator[Callable[..., LabelStudioCallbackHandler]]:
+    """Make chat-mode handlers with the thread sender, closed (without waiting) after the test."""
+    made: list[LabelStudioCallbackHandler] = []
+
+    def make(**options: Any) -> LabelStudioCallbackHandler:
+        handler = LabelStudioCallbackHandler(sender="thread", mode="chat", **options)
         made.append(handler)
         return handler
 

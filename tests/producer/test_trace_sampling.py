@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,20 +31,6 @@ OTEL_TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 @pytest.fixture
 def topic(kafka_topic: Callable[..., str]) -> str:
     return kafka_topic(1)
-
-
-@pytest.fixture
-def handlers() -> Iterator[Callable[..., LabelStudioCallbackHandler]]:
-    made: list[LabelStudioCallbackHandler] = []
-
-    def make(**options: Any) -> LabelStudioCallbackHandler:
-        handler = LabelStudioCallbackHandler(sender="thread", mode="chat", **options)
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.close(0)
 
 
 def _ask(handler: LabelStudioCallbackHandler, root: uuid.UUID, **config: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,20 +22,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def topic(kafka_topic: Callable[..., str]) -> str:
     return kafka_topic(1)
-
-
-@pytest.fixture
-def handlers() -> Iterator[Callable[..., LabelStudioCallbackHandler]]:
-    made: list[LabelStudioCallbackHandler] = []
-
-    def make(**options: Any) -> LabelStudioCallbackHandler:
-        handler = LabelStudioCallbackHandler(sender="thread", mode="chat", **options)
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.close(0)
 
 
 def _the_weather_trajectory(event: Any, root: uuid.UUID) -> TrajectoryEvent:
