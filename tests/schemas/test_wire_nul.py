@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -59,7 +59,7 @@ def test_an_escaped_backslash_before_u0000_is_plain_text_and_accepted() -> None:
 
 def test_replace_nul_makes_every_nul_a_replacement_character_and_counts_them() -> None:
     run = uuid.uuid4()
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     value = {"a\u0000": ["x\u0000y\u0000", {"z": "\u0000"}], "run_id": run, "at": now, "n": 1}
 
     cleaned, count = replace_nul(value)
