@@ -13,13 +13,34 @@ from typing import Any
 
 import pytest
 
-from labelstudio_ingest.schemas import DecodeErrorReason, EventDecodeError, Target, decode, encode
+from labelstudio_ingest.schemas import (
+    DecodeErrorReason,
+    EventDecodeError,
+    PromptEvent,
+    Target,
+    decode,
+    encode,
+)
 from labelstudio_ingest.schemas.wire import nul_path, replace_nul
-from tests.consumer.runner import prompt_event
+
+
+def _prompt_event() -> PromptEvent:
+    """A valid prompt event (made here: the contract tests also run without the consumer installed)."""
+    return PromptEvent(
+        schema_version=1,
+        event_id=uuid.uuid4(),
+        run_id=uuid.uuid4(),
+        event_time=datetime.now(timezone.utc),
+        kind="prompt",
+        prompts=["What is 2+2?"],
+        generations=[[{"text": "4"}]],  # type: ignore[list-item]
+        model_name="fake-llm",
+        target=Target(project_name="P"),
+    )
 
 
 def _record(**changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(encode(prompt_event(target=Target(project_name="P"))))
+    data: dict[str, Any] = json.loads(encode(_prompt_event()))
     data.update(changes)
     return data
 
