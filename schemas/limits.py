@@ -72,15 +72,7 @@ def limit_violations(
     for where, text in texts:
         if len(text) > limits.max_text_chars:
             problems.append(f"{where} has {len(text)} characters; the limit is {limits.max_text_chars}")
-    config = event.target.project_config
-    if config is not None and len(config.encode()) > limits.max_project_config_bytes:
-        problems.append(
-            f"target.project_config has {len(config.encode())} bytes; "
-            f"the limit is {limits.max_project_config_bytes}"
-        )
-    if len(event.tags) > limits.max_tags:
-        problems.append(f"the run has {len(event.tags)} tags; the limit is {limits.max_tags}")
-    return problems
+    return problems + _common_violations(event, limits)
 
 
 def _trajectory_violations(event: TrajectoryEvent, limits: Limits) -> list[str]:
@@ -107,6 +99,12 @@ def _trajectory_violations(event: TrajectoryEvent, limits: Limits) -> list[str]:
     for where, text in texts:
         if len(text) > limits.max_step_text_chars:
             problems.append(f"{where} has {len(text)} characters; the limit is {limits.max_step_text_chars}")
+    return problems + _common_violations(event, limits)
+
+
+def _common_violations(event: PromptEvent | ChatEvent | TrajectoryEvent, limits: Limits) -> list[str]:
+    """The limits every kind shares: the target's label config and the run's tags."""
+    problems: list[str] = []
     config = event.target.project_config
     if config is not None and len(config.encode()) > limits.max_project_config_bytes:
         problems.append(
