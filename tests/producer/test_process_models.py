@@ -82,6 +82,22 @@ def _get(port: int, prompt: str) -> str:
         return str(answer.read().decode())
 
 
+def _run_app(directory: Path, name: str, source: str, env: dict[str, str]) -> list[str]:
+    """Run an app script to its end; the prompts it says it sent (its stdout), sorted."""
+    _write(directory, name, source)
+    done = subprocess.run(
+        [sys.executable, name],
+        check=False,
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return sorted(done.stdout.split())
+
+
 def _published_prompts(env: dict[str, str], expected: int) -> list[str]:
     events = read_events(env["KAFKA_BOOTSTRAP_SERVERS"], env["INGEST_TOPIC"], expected)
     return sorted(prompt for read in events if read.event.kind == "prompt" for prompt in read.event.prompts)
@@ -229,18 +245,7 @@ POOL_APP = """
 
 
 def test_a_multiprocessing_pool_delivers_every_run(tmp_path: Path, app_env: dict[str, str]) -> None:
-    _write(tmp_path, "pool_app.py", POOL_APP)
-    done = subprocess.run(
-        [sys.executable, "pool_app.py"],
-        check=False,
-        cwd=tmp_path,
-        env=app_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    sent = sorted(done.stdout.split())
+    sent = _run_app(tmp_path, "pool_app.py", POOL_APP, app_env)
     assert len(sent) == 40
     assert _published_prompts(app_env, len(sent)) == sent
 
@@ -269,17 +274,6 @@ ASYNCIO_APP = """
 def test_asyncio_with_hundreds_of_concurrent_calls_delivers_every_run(
     tmp_path: Path, app_env: dict[str, str]
 ) -> None:
-    _write(tmp_path, "async_app.py", ASYNCIO_APP)
-    done = subprocess.run(
-        [sys.executable, "async_app.py"],
-        check=False,
-        cwd=tmp_path,
-        env=app_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    sent = sorted(done.stdout.split())
+    sent = _run_app(tmp_path, "async_app.py", ASYNCIO_APP, app_env)
     assert len(sent) == 400
     assert _published_prompts(app_env, len(sent)) == sent
